@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make repro` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: repro test venv lock bench clean-venv
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+# Re-resolve the pins from requirements.in (needs the package registry).
+lock:
+	rm -rf /tmp/v2s-lock && $(PY) -m venv /tmp/v2s-lock
+	/tmp/v2s-lock/bin/pip install -q -r requirements.in
+	/tmp/v2s-lock/bin/pip freeze --exclude-editable | grep -v '^v2s-pipeline' > requirements.lock
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Audio I/O and spectral features shared by every stage and model."""

@@ -1,0 +1,51 @@
+"""Reading, writing and resampling audio (soundfile: torchaudio's own I/O needs torchcodec)."""
+from __future__ import annotations
+
+import os
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from pipeline.atomic import atomic_path
+
+
+def resample(audio: np.ndarray, source_sr: int, target_sr: int) -> np.ndarray:
+    """Polyphase resampling of a mono float signal; a no-op when the rates match."""
+    if source_sr == target_sr:
+        return audio.astype(np.float32, copy=False)
+    g = gcd(int(source_sr), int(target_sr))
+    return resample_poly(audio, target_sr // g, source_sr // g).astype(np.float32)
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Average channels of a (samples, channels) array into float32 mono."""
+    audio = np.asarray(audio, dtype=np.float32)
+    return audio.mean(axis=1) if audio.ndim == 2 else audio
+
+
+def read_audio(path: str | os.PathLike[str], sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono float32 audio from a sound file, resampled to `sample_rate` when given."""
+    data, sr = sf.read(str(path), dtype="float32", always_2d=False)
+    data = to_mono(data)
+    if sample_rate is not None and sr != sample_rate:
+        return resample(data, sr, sample_rate), sample_rate
+    return data, sr
+
+
+def write_wav(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int) -> Path:
+    """Write 16-bit PCM wav atomically (clipped to [-1, 1])."""
+    clipped = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), clipped, sample_rate, subtype="PCM_16", format="WAV")
+    return Path(path)
+
+
+def fit_length(audio: np.ndarray, length: int) -> tuple[np.ndarray, int]:
+    """Cut or zero-pad `audio` to `length` samples; also return samples added (negative: cut)."""
+    diff = length - len(audio)
+    if diff > 0:
+        audio = np.concatenate([audio, np.zeros(diff, dtype=audio.dtype)])
+    return audio[:length], diff

@@ -1,0 +1,108 @@
+"""One executor for per-utterance work: a local process pool, or a Dask cluster.
+
+Both paths run the same top-level function on the same items and yield results in input
+order with a bounded number of tasks in flight, so a stage can stream results into shards
+without holding the corpus in memory. A task that raises becomes a `Failure` carrying the
+message; it never stops the other tasks.
+"""
+from __future__ import annotations
+
+import os
+import traceback
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A task that raised: the exception's one-line message and its traceback."""
+
+    message: str
+    traceback: str = ""
+
+
+def _limit_threads() -> None:
+    # One busy thread per worker process: N workers x M BLAS threads would oversubscribe.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+
+
+def _call(fn: Callable[[Any], T], item: Any) -> T | Failure:
+    try:
+        return fn(item)
+    except Exception as exc:  # noqa: BLE001 - recorded per item, never swallowed silently
+        return Failure(f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc())
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class Executor:
+    """Map a function over items in parallel: `workers` local processes or a Dask `address`.
+
+    `workers=1` without an address runs inline in this process (tests, debugging).
+    """
+
+    def __init__(self, workers: int | None = None, address: str | None = None):
+        self.workers = workers or default_workers()
+        self.address = address or None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "Executor":
+        section = params.get("executor", {}) or {}
+        return cls(workers=section.get("workers") or None, address=section.get("address") or None)
+
+    def imap(self, fn: Callable[[Any], T], items: Iterable[Any], desc: str = "", total: int | None = None) -> Iterator[T | Failure]:
+        """Yield `fn(item)` (or a `Failure`) for each item, in input order."""
+        items = list(items) if total is None else items
+        total = len(items) if total is None else total  # type: ignore[arg-type]
+        bar = tqdm(total=total, desc=desc, unit="item", dynamic_ncols=True, disable=None)
+        try:
+            for result in self._imap(fn, items):
+                bar.update(1)
+                yield result
+        finally:
+            bar.close()
+
+    def _imap(self, fn: Callable[[Any], T], items: Iterable[Any]) -> Iterator[T | Failure]:
+        if self.address:
+            yield from self._imap_dask(fn, items)
+        elif self.workers == 1:
+            for item in items:
+                yield _call(fn, item)
+        else:
+            ctx = get_context("spawn")  # fork after torch/mediapipe init is unsafe
+            with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_limit_threads) as pool:
+                yield from _bounded(lambda it: pool.submit(_call, fn, it), lambda f: f.result(), items, 4 * self.workers)
+
+    def _imap_dask(self, fn: Callable[[Any], T], items: Iterable[Any]) -> Iterator[T | Failure]:
+        from distributed import Client
+
+        with Client(self.address, set_as_default=False) as client:
+            client.run(_limit_threads)
+            limit = 4 * max(1, sum(client.nthreads().values()))
+            yield from _bounded(lambda it: client.submit(_call, fn, it, pure=False), lambda f: f.result(), items, limit)
+
+
+def _bounded(submit: Callable[[Any], Any], result: Callable[[Any], Any], items: Iterable[Any], limit: int) -> Iterator[Any]:
+    pending: deque[Future[Any]] = deque()
+    for item in items:
+        pending.append(submit(item))
+        if len(pending) >= limit:
+            yield result(pending.popleft())
+    while pending:
+        yield result(pending.popleft())

@@ -1,0 +1,1 @@
+"""Video decoding, face landmarks and mouth-ROI cropping."""
