@@ -49,3 +49,25 @@ def fit_length(audio: np.ndarray, length: int) -> tuple[np.ndarray, int]:
     if diff > 0:
         audio = np.concatenate([audio, np.zeros(diff, dtype=audio.dtype)])
     return audio[:length], diff
+
+
+def read_media_audio(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
+    """Mono float32 audio of any file ffmpeg reads (a video container too), at `sample_rate`.
+
+    ffmpeg does the down-mix and resampling, so a clip's audio is the same whether it is read
+    here, by the roi stage or by `v2s embed`.
+    """
+    import subprocess
+
+    from pipeline.video.probe import ffmpeg_exe
+
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", os.fspath(path), "-vn", "-ac", "1",
+           "-ar", str(sample_rate), "-f", "f32le", "-"]
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    if proc.returncode != 0:
+        reason = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"cannot read audio from {path}: {reason[-1] if reason else 'ffmpeg failed'}")
+    audio = np.frombuffer(proc.stdout, dtype=np.float32).copy()
+    if audio.size == 0:
+        raise RuntimeError(f"no audio stream in {path}")
+    return audio

@@ -1,0 +1,1 @@
+"""Corpora: one `download(raw_dir, params)` per corpus, returning its sources table."""

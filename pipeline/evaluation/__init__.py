@@ -1,0 +1,1 @@
+"""Objective metrics, ASR and the evaluate stage."""

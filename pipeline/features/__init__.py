@@ -1,0 +1,1 @@
+"""Per-utterance features aligned with the mouth crops: units, speaker embeddings, prosody."""

@@ -1,0 +1,1 @@
+"""Neural network parts: encoders, temporal modules, decoders, discriminators, losses."""

@@ -1,0 +1,1 @@
+"""One trainer for every model, its datasets and training tasks."""
