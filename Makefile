@@ -15,8 +15,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
+# Stage commands call `python`: the venv's must come first on PATH.
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

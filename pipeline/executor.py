@@ -30,14 +30,14 @@ class Failure:
 
 def _limit_threads() -> None:
     # One busy thread per worker process: N workers x M BLAS threads would oversubscribe.
+    # The variables cover libraries imported later; torch is only adjusted if already loaded
+    # (importing it here would cost every worker ~2 CPU-seconds even when unused).
+    import sys
+
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def _call(fn: Callable[[Any], T], item: Any) -> T | Failure:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from pipeline.atomic import atomic_path
 
@@ -16,6 +15,8 @@ def resample(audio: np.ndarray, source_sr: int, target_sr: int) -> np.ndarray:
     """Polyphase resampling of a mono float signal; a no-op when the rates match."""
     if source_sr == target_sr:
         return audio.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly  # imported here: it costs every worker process ~1 s
+
     g = gcd(int(source_sr), int(target_sr))
     return resample_poly(audio, target_sr // g, source_sr // g).astype(np.float32)
 

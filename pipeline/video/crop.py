@@ -1,0 +1,129 @@
+"""Mouth crops from per-frame keypoints: fill gaps, smooth, align to a reference face, warp.
+
+The alignment is a similarity transform (rotation, uniform scale, translation) per frame:
+- rotation and scale: the least-squares fit (2-D Procrustes/Umeyama, no reflection) of the
+  five most rigid keypoints, the four eye corners and the base of the nose, to the same points
+  of MediaPipe's canonical face model. The lips are left out of this fit because speech moves them.
+- scale: the reference face is drawn so its mouth is `mouth_width` of the crop side wide,
+  so every talker's mouth has the same size in pixels whatever the camera distance.
+- translation: the frame's mouth centre (mean of the mouth corners and the top and bottom of
+  the lips) lands exactly on the crop centre.
+Every step is closed-form numpy plus one OpenCV bilinear warp, so a clip gives the same bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from pipeline.video.decode import ClipError
+from pipeline.video.landmarks import KEYPOINTS
+
+# MediaPipe canonical_face_model.obj (modules/face_geometry/data), vertices 33, 133, 362, 263, 2,
+# 61, 291, 0, 17 in cm, y flipped to point down like image rows; ordered as KEYPOINTS.
+REFERENCE = np.array([
+    (-4.445859, -2.663991), (-1.856432, -2.585245), (1.856432, -2.585245), (4.445859, -2.663991),
+    (0.0, 2.089024), (-2.456206, 4.342621), (2.456206, 4.342621), (0.0, 3.406404), (0.0, 5.365123),
+])
+RIGID = [KEYPOINTS.index(k) for k in ("right_eye_outer", "right_eye_inner", "left_eye_inner", "left_eye_outer",
+                                      "nose_base")]
+MOUTH = [KEYPOINTS.index(k) for k in ("mouth_right", "mouth_left", "lip_top", "lip_bottom")]
+REFERENCE_MOUTH_WIDTH = float(np.linalg.norm(
+    REFERENCE[KEYPOINTS.index("mouth_left")] - REFERENCE[KEYPOINTS.index("mouth_right")]))
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    """How a mouth crop is made (`roi:` in params.yaml)."""
+
+    size: int = 96
+    gray: bool = True
+    mouth_width: float = 0.5
+    smooth_window: int = 5
+    max_missing: float = 0.2
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "CropConfig":
+        section = params.get("roi", {}) or {}
+        return cls(**{k: section[k] for k in cls.__dataclass_fields__ if k in section})
+
+
+@dataclass(frozen=True)
+class MouthCrop:
+    """Crops (T x size x size x C, uint8), the image-to-crop affine maps (T x 2 x 3) and missing frames."""
+
+    video: np.ndarray
+    transforms: np.ndarray
+    missing: np.ndarray
+
+
+def fill_missing(points: np.ndarray, max_missing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolate frames without a face (NaN) linearly from neighbours, copying at the ends.
+
+    Returns the filled points and the boolean mask of frames that were missing; raises
+    `ClipError` when no frame, or more than `max_missing` of them, has a face.
+    """
+    missing = np.isnan(points).any(axis=(1, 2))
+    n = len(points)
+    if missing.all():
+        raise ClipError(f"no face: none of {n} frames has a detected face")
+    if missing.mean() > max_missing:
+        raise ClipError(
+            f"face missing: {int(missing.sum())} of {n} frames without a face (more than roi.max_missing={max_missing})"
+        )
+    if not missing.any():
+        return points, missing
+    t, found = np.arange(n), np.flatnonzero(~missing)
+    filled = points.copy()
+    for k in range(points.shape[1]):
+        for c in range(2):
+            filled[:, k, c] = np.interp(t, found, points[found, k, c])  # holds the end values outside
+    return filled, missing
+
+
+def smooth(points: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average over `window` frames; the window shrinks at the clip's ends."""
+    if window <= 1:
+        return points
+    half = window // 2
+    padded = np.concatenate([np.zeros_like(points[:1]), points]).cumsum(axis=0)
+    idx = np.arange(len(points))
+    lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, len(points))
+    return (padded[hi] - padded[lo]) / (hi - lo)[:, None, None]
+
+
+def transforms(points: np.ndarray, cfg: CropConfig) -> np.ndarray:
+    """Per-frame 2 x 3 affine maps from image pixels to crop pixels (see the module docstring)."""
+    src = points[:, RIGID, 0] + 1j * points[:, RIGID, 1]
+    dst = REFERENCE[RIGID, 0] + 1j * REFERENCE[RIGID, 1]
+    src_c = src - src.mean(axis=1, keepdims=True)
+    dst_c = dst - dst.mean()
+    # A similarity is multiplication by one complex number; this is its least-squares value.
+    a = (np.conj(src_c) * dst_c).sum(axis=1) / (np.abs(src_c) ** 2).sum(axis=1)
+    a = a * (cfg.mouth_width * cfg.size / REFERENCE_MOUTH_WIDTH)
+    mouth = (points[:, MOUTH, 0] + 1j * points[:, MOUTH, 1]).mean(axis=1)
+    centre = (cfg.size - 1) / 2 * (1 + 1j)
+    b = centre - a * mouth
+    return np.stack([
+        np.stack([a.real, -a.imag, b.real], axis=1),
+        np.stack([a.imag, a.real, b.imag], axis=1),
+    ], axis=1)
+
+
+def warp(frames: np.ndarray, maps: np.ndarray, cfg: CropConfig) -> np.ndarray:
+    """Apply each frame's map; gray crops keep a channel axis of 1."""
+    out = np.empty((len(frames), cfg.size, cfg.size, 1 if cfg.gray else 3), dtype=np.uint8)
+    for t, (frame, m) in enumerate(zip(frames, maps)):
+        crop = cv2.warpAffine(frame, m, (cfg.size, cfg.size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        out[t] = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[:, :, None] if cfg.gray else crop
+    return out
+
+
+def crop_mouth(frames: np.ndarray, points: np.ndarray, cfg: CropConfig) -> MouthCrop:
+    """Mouth crops of a clip from its raw per-frame keypoints (NaN where no face)."""
+    filled, missing = fill_missing(points, cfg.max_missing)
+    maps = transforms(smooth(filled, cfg.smooth_window), cfg)
+    return MouthCrop(warp(frames, maps, cfg), maps, missing)
+

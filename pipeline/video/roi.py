@@ -1,0 +1,163 @@
+"""The `roi` stage: every usable clip to mouth crops and aligned audio, in sharded Parquet.
+
+One function, `crop_clip`, turns a video file into crops; the stage (`run`) and `v2s crop`
+both call it, so a user's own video is cropped exactly like the training data.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.atomic import atomic_dir, atomic_path
+from pipeline.executor import Executor
+from pipeline.manifest import MANIFEST_SCHEMA
+from pipeline.shards import pack, plan_shards, write_shard
+from pipeline.video.crop import CropConfig, MouthCrop, crop_mouth
+from pipeline.video.decode import Clip, ClipError, decode_clip
+from pipeline.video.landmarks import check_backend, get_detector
+
+ROI_MANIFEST_SCHEMA = MANIFEST_SCHEMA.append(pa.field("shard", pa.string())).append(pa.field("row", pa.int64()))
+
+
+@dataclass(frozen=True)
+class RoiConfig:
+    """Everything that decides a clip's crop and audio (`roi:` and `audio:` in params.yaml)."""
+
+    fps: int = 25
+    sample_rate: int = 16000
+    backend: str = "mediapipe"
+    min_frames: int = 10
+    max_side: int = 640
+    shard_size: int = 200
+    max_reject_fraction: float = 0.05
+    crop: CropConfig = field(default_factory=CropConfig)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "RoiConfig":
+        roi = params.get("roi", {}) or {}
+        audio = params.get("audio", {}) or {}
+        keys = ("backend", "min_frames", "max_side", "shard_size", "max_reject_fraction")
+        own = {k: roi[k] for k in keys if k in roi}
+        rates = {k: audio[k] for k in ("fps", "sample_rate") if k in audio}
+        return cls(**own, **rates, crop=CropConfig.from_params(params))
+
+
+@dataclass(frozen=True)
+class ClipCrop:
+    """A decoded clip and its mouth crops."""
+
+    clip: Clip
+    mouth: MouthCrop
+
+
+def crop_clip(path: str | os.PathLike[str], cfg: RoiConfig, require_audio: bool = True) -> ClipCrop:
+    """Decode `path`, find the face in every frame and crop the mouth; `ClipError` says why not."""
+    clip = decode_clip(path, cfg.fps, cfg.sample_rate, cfg.max_side, cfg.min_frames, require_audio)
+    points = get_detector(cfg.backend).detect(clip.frames)
+    return ClipCrop(clip, crop_mouth(clip.frames, points, cfg.crop))
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A clip the stage could not use, and why."""
+
+    reason: str
+
+
+def process_utterance(item: dict[str, Any], cfg: RoiConfig) -> dict[str, Any] | Rejected:
+    """One manifest row to one shard row (DATA.md `roi` schema), or the reason it was rejected."""
+    try:
+        result = crop_clip(item["source"], cfg)
+    except ClipError as exc:
+        return Rejected(str(exc))
+    clip = result.clip
+    return {
+        "utt_id": item["utt_id"], "speaker": item["speaker"], "split": item["split"],
+        "transcript": item["transcript"], "n_frames": clip.n_frames, "fps": clip.fps,
+        **pack("video", result.mouth.video), **pack("audio", clip.audio),
+        "sample_rate": clip.sample_rate, "audio_pad": clip.audio_pad, "missing_frames": int(result.mouth.missing.sum()),
+    }
+
+
+@dataclass(frozen=True)
+class RoiSummary:
+    """Counts of one stage run, and whether too many clips were rejected."""
+
+    clips: int
+    accepted: int
+    shards: int
+    frames: int
+    seconds: float
+    reasons: Counter[str]
+    max_reject_fraction: float
+
+    @property
+    def rejected(self) -> int:
+        return self.clips - self.accepted
+
+    @property
+    def failed(self) -> bool:
+        return self.clips == 0 or self.rejected > self.max_reject_fraction * self.clips
+
+    def line(self) -> str:
+        kinds = "; ".join(f"{k}: {n}" for k, n in self.reasons.most_common())
+        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"roi: {self.accepted} of {self.clips} clips cropped into {self.shards} shards, {self.rejected} rejected"
+            f"{f' ({kinds})' if kinds else ''}; {self.frames} frames in {self.seconds:.1f} s ({rate:.0f} frames/s)"
+        )
+
+
+def run(params: dict[str, Any], manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> RoiSummary:
+    """Crop every `ok` clip of `manifest` into `out_dir/shards/` and write `out_dir/manifest.parquet`.
+
+    The output manifest is the input one with roi's rejections applied, `shard`/`row` for the
+    accepted clips, and their `n_frames`/`fps` as decoded (every clip is at `audio.fps` now).
+    Results stream from the executor in shard-plan order and each shard is written as soon as
+    its last clip arrives, all inside a temporary directory that replaces `out_dir` only once
+    complete.
+    """
+    cfg = RoiConfig.from_params(params)
+    check_backend(cfg.backend)
+    rows = pq.read_table(manifest).to_pylist()
+    ok = {r["utt_id"]: r for r in rows if r["status"] == "ok"}
+    plan = plan_shards(((r["split"], r["speaker"], u) for u, r in ok.items()), cfg.shard_size)
+    items = [ok[u] for utts in plan.values() for u in utts]
+    start = time.perf_counter()
+    work = partial(process_utterance, cfg=cfg)
+    results = Executor.from_params(params).imap(work, items, desc="roi", total=len(items))
+    frames, shards, reasons = 0, 0, Counter()
+    with atomic_dir(out_dir) as tmp:
+        for relpath, utts in plan.items():
+            kept = []
+            for utt in utts:
+                result, row = next(results), ok[utt]  # in input order, which is plan order
+                if isinstance(result, dict):
+                    row.update(n_frames=result["n_frames"], fps=float(result["fps"]), shard=relpath, row=len(kept))
+                    kept.append(result)
+                    frames += result["n_frames"]
+                else:
+                    reason = result.reason if isinstance(result, Rejected) else f"roi failed: {result.message}"
+                    row.update(status="rejected", reason=reason)
+                    reasons[reason.split(":")[0]] += 1
+            if kept:
+                write_shard(tmp / "shards" / relpath, kept)
+                shards += 1
+        _write_manifest(rows, tmp / "manifest.parquet")
+    accepted = len(items) - sum(reasons.values())
+    seconds = time.perf_counter() - start
+    return RoiSummary(len(items), accepted, shards, frames, seconds, reasons, cfg.max_reject_fraction)
+
+
+def _write_manifest(rows: list[dict[str, Any]], path: Path) -> None:
+    table = pa.Table.from_pylist([{"shard": None, "row": None, **r} for r in rows], schema=ROI_MANIFEST_SCHEMA)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
