@@ -14,15 +14,6 @@ from pipeline.models.losses import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors on a shared 2-core machine run several times faster without intra-op threads
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _outs(logit_value: float, feats: list[torch.Tensor], scales: int = 3) -> list:
     return [(torch.full((2, 1, 10), logit_value), feats) for _ in range(scales)]
 

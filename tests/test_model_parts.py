@@ -22,15 +22,6 @@ from pipeline.models.video_encoder import VideoEncoder
 T = 10  # video frames: 0.4 s
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors on a shared 2-core machine run several times faster without intra-op threads
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def seeded():
     torch.manual_seed(0)

@@ -17,15 +17,6 @@ from pipeline.models.v2a import build_v2a, freeze, load_decoder, set_norm_stats
 T = 10  # video frames: 0.4 s
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors on a shared 2-core machine run several times faster without intra-op threads
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def seeded():
     torch.manual_seed(0)

@@ -20,15 +20,6 @@ LOSS = {"adversarial": 1.0, "feature_matching": 2.0, "mel_l1": 1.0, "stft": 1.0,
         "spectral_convergence": 1.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model_dir(path: Path, family: str) -> Path:
     """A freshly initialised demo-size V2A model, exported the way train_v2a exports one."""
     task = V2ATask(Context(), TrainConfig(steps=1), model_config(family, "demo"), LOSS)

@@ -24,15 +24,6 @@ LOSS = {"adversarial": 1.0, "feature_matching": 2.0, "mel_l1": 45.0, "stft": 1.0
 SPLITS = {"train": ["s1", "s2"], "val": ["s1"], "test": ["s2"], "unseen": ["s3"]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     return write_synthetic_corpus(tmp_path_factory.mktemp("corpus"), SPLITS, utts_per_speaker=3, n_frames=12, size=24)

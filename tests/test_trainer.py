@@ -17,15 +17,6 @@ from pipeline.training.data import RoiSource, WindowDataset, write_synthetic_cor
 from pipeline.training.trainer import Context, Task, TrainConfig, Trainer, TrainingDiverged, Validation
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class ToyGAN(Task):
     """A two-network task shaped like the real GAN tasks (batch norm, dropout, D and G steps)."""
 

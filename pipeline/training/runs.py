@@ -207,7 +207,7 @@ def synthesize_variant(params: dict[str, Any], variant: str) -> dict[str, Any]:
     device = str(section.get("device", "auto"))
     # On a GPU one process batches best; a pool would put one CUDA context per worker on it.
     on_gpu = resolve_device(device).type == "cuda"
-    workers = section.get("workers") or (1 if on_gpu else get(params, "executor.workers")) or None
+    workers = 1 if on_gpu else section.get("workers") or get(params, "executor.workers") or None
     executor = Executor(workers=workers, address=get(params, "executor.address"))
     return run_synthesis(MODELS / "v2a" / variant, MODELS / "vocoder" if use_hifigan else None, ROI, SPEAKERS,
                          SYNTH / variant, executor, int(section.get("batch_size", 8)), device)

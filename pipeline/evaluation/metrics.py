@@ -1,0 +1,121 @@
+"""The objective metrics, each defined once: PESQ (wide-band), STOI, ESTOI, MCD, WER and CER.
+
+- PESQ: ITU-T P.862.2 wide-band MOS-LQO from the `pesq` package at 16 kHz (range about
+  1.04 to 4.64). The signal is passed as float; `pesq` level-aligns internally.
+- STOI / ESTOI: `pystoi` (resamples to 10 kHz internally, drops silent frames of the
+  reference). Range 0..1 (ESTOI can go slightly negative).
+- MCD (dB): mel-cepstral distortion between aligned frames,
+  `10 / ln 10 * sqrt(2 * sum_{d=1..13} (c_d - c'_d)^2)`, averaged over all frames, where
+  `c` are the first 13 coefficients (c0, the energy term, excluded) of the DCT-II of the
+  project's natural-log mel amplitude spectrum (`pipeline.audio.mel`, 80 bands, 10 ms hop),
+  scaled so that the log spectrum is `c0/2 + sum_k c_k cos(pi k (n + 1/2) / N)`: the cepstrum
+  convention MCD's constant assumes (an orthonormal DCT would inflate MCD by sqrt(N/2), 6.3x).
+  These are MFCC-like cepstra, not SPTK mel-generalised cepstra, so values are comparable
+  within this project only. No DTW: synthesis and reference are the same length
+  by construction (the checks reject larger mismatches), so frames are compared one to one.
+- WER / CER: Levenshtein edit counts (`jiwer`) on normalised text (lower case, letters,
+  digits and apostrophes, single spaces). CER counts the spaces between words. Corpus-level
+  rates are total edits over total reference words/characters.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jiwer
+import numpy as np
+import pesq as pesq_pkg
+import scipy.fft
+from pystoi import stoi as _stoi
+
+from pipeline.audio.io import fit_length
+from pipeline.audio.mel import MelConfig, log_mel
+
+PESQ_WB_MAX = 4.644  # P.862.2 MOS-LQO mapping of a perfect score
+N_CEPSTRA = 13
+SIGNAL_METRICS = ("pesq", "stoi", "estoi", "mcd")
+
+
+def pesq_wb(ref: np.ndarray, hyp: np.ndarray, sample_rate: int = 16000) -> float:
+    """Wide-band PESQ (P.862.2); raises `pesq.PesqError` when the reference has no speech."""
+    if sample_rate != 16000:
+        raise ValueError(f"wide-band PESQ is defined at 16000 Hz, got {sample_rate}")
+    return float(pesq_pkg.pesq(sample_rate, _f64(ref), _f64(hyp), "wb"))
+
+
+def stoi(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, extended: bool = False) -> float:
+    """STOI (or ESTOI with `extended=True`) of `hyp` against `ref`."""
+    return float(_stoi(_f64(ref), _f64(hyp), sample_rate, extended=extended))
+
+
+def mel_cepstra(audio: np.ndarray, cfg: MelConfig = MelConfig(), n_ceps: int = N_CEPSTRA) -> np.ndarray:
+    """Cepstra c1..c_n (c0 dropped) per frame: (n_ceps, frames) from the shared log-mel."""
+    spectrum = log_mel(audio, cfg)
+    return scipy.fft.dct(spectrum, type=2, axis=0)[1 : n_ceps + 1] / spectrum.shape[0]
+
+
+def mcd(ref: np.ndarray, hyp: np.ndarray, cfg: MelConfig = MelConfig(), n_ceps: int = N_CEPSTRA) -> float:
+    """Mel-cepstral distortion in dB over frame-aligned signals (see module docstring)."""
+    cr, ch = mel_cepstra(ref, cfg, n_ceps), mel_cepstra(hyp, cfg, n_ceps)
+    n = min(cr.shape[1], ch.shape[1])
+    dist = np.sqrt(2.0 * np.sum((cr[:, :n] - ch[:, :n]) ** 2, axis=0))
+    return float(10.0 / np.log(10.0) * dist.mean())
+
+
+def signal_metrics(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, cfg: MelConfig = MelConfig()) -> tuple[dict[str, float], list[str]]:
+    """PESQ, STOI, ESTOI and MCD of `hyp` (cut/padded to the reference length) against `ref`.
+
+    Returns the scores and a list of errors: a metric that cannot be computed (e.g. PESQ
+    finding no utterance in the reference) is NaN and named in the errors, never zero.
+    """
+    hyp, _ = fit_length(np.asarray(hyp, dtype=np.float32), len(ref))
+    scores: dict[str, float] = {}
+    errors: list[str] = []
+    for name, fn in (("pesq", lambda: pesq_wb(ref, hyp, sample_rate)),
+                     ("stoi", lambda: stoi(ref, hyp, sample_rate)),
+                     ("estoi", lambda: stoi(ref, hyp, sample_rate, extended=True)),
+                     ("mcd", lambda: mcd(ref, hyp, cfg))):
+        try:
+            scores[name] = fn()
+        except (pesq_pkg.PesqError, ValueError, RuntimeError) as exc:
+            scores[name] = float("nan")
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+    return scores, errors
+
+
+_NON_WORD = re.compile(r"[^a-z0-9' ]+")
+
+
+def normalize_text(text: str) -> str:
+    """Lower case, punctuation to spaces, single spaces: the form WER/CER are computed on."""
+    return " ".join(_NON_WORD.sub(" ", text.lower()).split())
+
+
+def reference_lengths(ref_text: str) -> tuple[int, int]:
+    """Words and characters of a normalised reference transcript (the WER and CER denominators)."""
+    ref = normalize_text(ref_text)
+    if not ref:
+        raise ValueError("empty reference transcript: WER is undefined")
+    return len(ref.split()), len(ref)
+
+
+def error_counts(ref_text: str, hyp_text: str) -> dict[str, int]:
+    """Word and character edit counts of a hypothesis transcript against the reference."""
+    n_words, n_chars = reference_lengths(ref_text)
+    ref, hyp = normalize_text(ref_text), normalize_text(hyp_text)
+    if not hyp:
+        return {"word_errors": n_words, "ref_words": n_words, "char_errors": n_chars, "ref_chars": n_chars}
+    w = jiwer.process_words(ref, hyp)
+    c = jiwer.process_characters(ref, hyp)
+    return {"word_errors": w.substitutions + w.deletions + w.insertions, "ref_words": n_words,
+            "char_errors": c.substitutions + c.deletions + c.insertions, "ref_chars": n_chars}
+
+
+def rate(errors: Any, total: Any) -> float:
+    """Corpus-level error rate in percent (NaN when nothing was scored)."""
+    errors, total = float(np.nansum(errors)), float(np.nansum(total))
+    return 100.0 * errors / total if total > 0 else float("nan")
+
+
+def _f64(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=np.float64)

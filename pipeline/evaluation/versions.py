@@ -1,0 +1,46 @@
+"""Everything a score depends on besides the audio, recorded in every metrics file.
+
+Peer projects' numbers stopped reproducing over ffmpeg builds, resampling, PESQ packages and
+unnamed ASRs; each of those is named here so two metrics files can be compared honestly.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from dataclasses import asdict
+from typing import Any
+
+from pipeline.audio.mel import MelConfig
+from pipeline.config import get
+from pipeline.evaluation.checks import CheckConfig
+from pipeline.video.probe import ffmpeg_version
+
+PACKAGES = ("pesq", "pystoi", "pocketsphinx", "jiwer", "torch", "torchaudio", "numpy", "scipy", "soundfile")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages the metrics run on, plus Python and ffmpeg."""
+    out = {"python": platform.python_version(), "ffmpeg": ffmpeg_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def protocol_of(params: dict[str, Any], corpus: str) -> str:
+    """The split protocol the corpus was prepared with (`corpus.<name>.protocol`)."""
+    return str(get(params, f"corpus.{corpus}.protocol", "unknown"))
+
+
+def collect(params: dict[str, Any], corpus: str | None, asr: dict[str, Any]) -> dict[str, Any]:
+    """The `versions` block of a metrics file: packages, audio settings, corpus, protocol, ASRs.
+
+    `corpus=None` (a pair of files scored by `v2s score`) leaves corpus and protocol out.
+    """
+    mel = MelConfig.from_params(params)
+    out: dict[str, Any] = {"packages": package_versions(), "sample_rate": mel.sample_rate}
+    if corpus is not None:
+        out.update(corpus=corpus, protocol=protocol_of(params, corpus))
+    return {**out, "mel": asdict(mel), "checks": asdict(CheckConfig.from_params(params)), "asr": asr}
