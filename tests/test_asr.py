@@ -19,14 +19,6 @@ from pipeline.evaluation.metrics import error_counts, rate
 GRID = Path(__file__).resolve().parents[2] / "shared" / "grid_samples"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # on a CPU shared with other jobs, two threads wait on each other
-    yield
-    torch.set_num_threads(before)
-
-
 def grid_transcripts() -> dict[str, str]:
     """`{clip: transcript}` from the table in shared/grid_samples/SOURCE.md."""
     rows = re.findall(r"^\| (\w+)\.mpg \| ([a-z ]+?) \|$", (GRID / "SOURCE.md").read_text(), flags=re.M)

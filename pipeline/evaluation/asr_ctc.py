@@ -39,9 +39,9 @@ class CTCConfig:
     hidden: int = 128
     layers: int = 2
     dropout: float = 0.1
-    epochs: int = 40
-    batch_size: int = 16
-    lr: float = 2e-3
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 5e-3
     time_masks: int = 2  # SpecAugment-style masks: the ASR must not lean on any one band or instant
     time_mask_frames: int = 15
     freq_masks: int = 2

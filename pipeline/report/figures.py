@@ -64,7 +64,7 @@ def distributions(per_system: Mapping[str, pd.DataFrame], metrics: Sequence[str]
     for ax, metric in zip(axes[0], metrics):
         data = [per_system[s].loc[per_system[s]["scored"] & (per_system[s]["split"] == split), metric].dropna()
                 for s in systems]
-        ax.boxplot([d.to_numpy() if len(d) else np.array([np.nan]) for d in data], vert=False, widths=0.6,
+        ax.boxplot([d.to_numpy() if len(d) else np.array([np.nan]) for d in data], orientation="horizontal", widths=0.6,
                    showfliers=True, flierprops={"markersize": 2})
         ax.set_title(f"{metric} ({split})", fontsize=9)
         ax.tick_params(labelsize=7)
