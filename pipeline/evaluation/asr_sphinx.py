@@ -5,8 +5,8 @@ every word, the spelled letters included, is pronounced as the CMU dictionary sh
 pocketsphinx wheel has it (all its variants, e.g. `a` as AH or EY). Everything is in the
 wheel, so it runs offline and is the same on every machine with the same version. Its
 identity (package version, grammar + pronunciations + beams hash) goes into every metrics
-file. Beams are wider than pocketsphinx's defaults: on the five real GRID clips of
-the five real GRID test clips the defaults gave 20% WER and these 6.7% (2 of 30 words: a
+file. Beams are wider than pocketsphinx's defaults: on the five real GRID test
+clips the defaults gave 20% WER and these 6.7% (2 of 30 words: a
 colour and a letter). Input is scaled to a fixed peak first: the decoder's output moved with the input
 level (one clip changed at peak 0.1 vs 0.3), and a synthesis's gain is not what is scored.
 Then 1 LSB of seeded dither is added: on 30 espeak-ng sentences padded with digital silence
