@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from pipeline.audio.io import read_media_audio
-from pipeline.audio.mel import MelConfig
+from pipeline.audio.mel import AudioConfig
+from pipeline.config import Params, load_params
 from pipeline.features.hubert import HubertExtractor, HubertSpec
-from pipeline.features.kmeans import KMeansConfig, assign, fit_kmeans
+from pipeline.features.kmeans import assign, fit_kmeans
 from pipeline.features.mfcc import mfcc_features
 from pipeline.features.prosody import ProsodyConfig, prosody
 from pipeline.features.speakers import embed, voice_encoder
 from pipeline.features.stage import index_roi, iter_utterances
+from pipeline.features.units import UnitsConfig
 from pipeline.shards import pack, write_shard
 
 GRID = Path(__file__).resolve().parents[2] / "shared" / "grid_samples"
@@ -77,7 +80,9 @@ def main() -> None:
         if files:
             results.append(("decode audio from .mpg (ffmpeg)", _timed(lambda: [read_media_audio(f, SR) for f in files])))
         mfcc = [mfcc_features(a) for a in audios]
-        centroids = fit_kmeans(np.concatenate(mfcc), KMeansConfig(clusters=200, n_init=3), seed=0).centroids
+        params = Params(load_params())
+        kmeans = replace(params.parse("units", UnitsConfig).kmeans, n_init=3)  # 3 restarts: a speed figure, not a fit
+        centroids = fit_kmeans(np.concatenate(mfcc), kmeans, 200, seed=0).centroids
         results.append(("MFCC units (39-d, 200 clusters)", _timed(lambda: [assign(mfcc_features(a), centroids) for a in audios])))
         for name, dims in SIZES.items():
             from transformers import HubertConfig, HubertModel
@@ -89,12 +94,12 @@ def main() -> None:
             rng = np.random.default_rng(0)
             cents = rng.standard_normal((200, ext.hidden_size)).astype(np.float32)
             results.append((f"HuBERT {name} layer 12 units ({ext.num_layers} layers, {ext.hidden_size}-d)",
-                            _timed(lambda: [assign(f, cents) for f in ext(audios)], repeat=1)))
+                            _timed(lambda ext=ext, cents=cents: [assign(f, cents) for f in ext(audios)], repeat=1)))
             del ext
         voice_encoder()
         results.append(("speaker embedding (resemblyzer GE2E)", _timed(lambda: [embed(a, SR) for a in audios])))
         utts = list(iter_utterances(roi, keys))
-        mel, cfg = MelConfig(), ProsodyConfig()
+        mel, cfg = params.parse("audio", AudioConfig).mel, params.parse("prosody", ProsodyConfig)
         results.append(("prosody (pYIN F0 + mel energy)", _timed(lambda: [prosody(u, mel, cfg) for u in utts])))
     print(f"features benchmark: {len(audios)} utterances, {seconds:.1f} s of audio "
           f"({'real GRID clips' if files else 'synthetic'}), torch threads {torch.get_num_threads()}, device cpu")

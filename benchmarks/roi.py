@@ -12,17 +12,18 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 
+from pipeline.config import Params, load_params
 from pipeline.executor import Executor
 from pipeline.manifest import MANIFEST_SCHEMA, write_manifest
 from pipeline.video.crop import crop_mouth
 from pipeline.video.decode import decode_clip
 from pipeline.video.landmarks import get_detector
-from pipeline.video.roi import RoiConfig, run
+from pipeline.video.roi import roi_config, run
 
 GRID = Path(__file__).resolve().parents[2] / "shared" / "grid_samples"
 
@@ -65,7 +66,7 @@ def main() -> None:
     clips = sorted(GRID.glob("*.mpg"))
     if not clips:
         sys.exit(f"benchmarks/roi.py: no GRID samples in {GRID}")
-    cfg = RoiConfig()
+    cfg = roi_config(Params(load_params()))  # the shipped params.yaml's crop
     print(f"roi benchmark: {len(clips)} GRID clips (360x288, 25 fps), {cfg.backend}, {cfg.crop.size}px "
           f"{'gray' if cfg.crop.gray else 'rgb'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
@@ -96,8 +97,8 @@ def main() -> None:
         manifest = manifest_of(clips, args.repeat, Path(scratch))
         walls, cpus = {}, {}
         for workers in (1, 2):
-            def stage() -> int:
-                return run({"executor": {"workers": workers}}, manifest, Path(scratch) / f"roi{workers}").frames
+            def stage(workers: int = workers) -> int:
+                return run(cfg, Executor(workers=workers), manifest, Path(scratch) / f"roi{workers}").frames
 
             frames, cpus[workers], walls[workers] = measure(stage)
             report(f"stage, {workers} worker{'s' * (workers > 1)}", frames, cpus[workers], walls[workers])

@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import torch
 
-from pipeline.models.config import hifigan_config, model_config
-from pipeline.training.inference import LoadedModel, load_vocoder, synthesize
-from pipeline.training.tasks import A2ATask, V2ATask, VocoderTask
-from pipeline.training.trainer import Context, Task, TrainConfig
+from pipeline.audio.mel import AudioConfig
+from pipeline.config import Params, load_params, to_plain
+from pipeline.families import get_family
+from pipeline.inference.card import ModelCard
+from pipeline.inference.load import LoadedModel
+from pipeline.inference.vocoder import Vocoder, load_vocoder
+from pipeline.models.config import hifigan_config
+from pipeline.training.config import train_config
+from pipeline.training.task import Context, Task
+from pipeline.training.vocoder import VocoderLoss, VocoderTask
 
-LOSS = {"adversarial": 1.0, "feature_matching": 2.0, "mel_l1": 45.0, "stft": 1.0, "adversarial_start": 0,
-        "spectral_convergence": 1.0}
+PARAMS = Params(load_params())  # the project's own loss weights and training settings
+AUDIO = PARAMS.parse("audio", AudioConfig)
 CROP = 96
 CLIP_FRAMES = 75  # a 3 s GRID clip
 
@@ -64,37 +72,47 @@ def run(profile: str, device: torch.device) -> None:
     cuda = device.type == "cuda"
     b, frames, steps = (4, 10, 5) if profile == "demo" else ((16, 25, 10) if cuda else (2, 5, 2))
     ctx = lambda: Context(device, torch.bfloat16 if cuda else None, 5.0)  # noqa: E731
-    cfg = TrainConfig(steps=steps + 1)
+    cfg = train_config(PARAMS, steps + 1)
     amp = " bf16" if cuda else ""
-    for family in ("wavegan", "melspec"):
-        mcfg = model_config(family, profile)
-        for name, task in (("a2a", A2ATask(ctx(), cfg, mcfg, LOSS)), ("v2a", V2ATask(ctx(), cfg, mcfg, LOSS))):
+    for name in ("wavegan", "melspec"):
+        family = get_family(name)
+        mcfg = family.model_config(profile, AUDIO)
+        loss = PARAMS.parse(f"loss.{name}", family.loss_class)
+        variant = family.variant_class(name, "scratch", True)
+        for kind, task in (("a2a", family.task("a2a", ctx(), cfg, mcfg, loss)),
+                           ("v2a", family.task("v2a", ctx(), cfg, mcfg, loss, variant))):
             sec = time_steps(task, b, frames, steps, device)
-            print(f"train {name}-{family:<8} {profile:<5} {device.type}{amp}: {1 / sec:7.2f} steps/s "
+            print(f"train {kind}-{name:<8} {profile:<5} {device.type}{amp}: {1 / sec:7.2f} steps/s "
                   f"{b / sec:8.2f} samples/s  (batch {b} x {frames} frames)", flush=True)
         task.train(False)
-        loaded = LoadedModel(task.net("g"), {"kind": "v2a", **task.export()[1]}, "", device)
+        card = ModelCard("v2a", name, "benchmark", family.inputs["v2a"], {"audio": to_plain(AUDIO)}, {}, {}, {},
+                         task.export()[1], to_plain(mcfg))
+        loaded = LoadedModel(task.net("g"), card, "", device, family)
         clip = batch(1, CLIP_FRAMES, device)
-        video = clip["video"].permute(0, 1, 3, 4, 2).cpu()
+        inputs = {"video": clip["video"].cpu(), "spk": clip["spk"].cpu()}
         vocoder = None
-        if family == "melspec":
-            voc = VocoderTask(ctx(), cfg, hifigan_config(profile), mcfg.mel, {"adversarial": 1.0, "feature_matching": 2.0, "mel_l1": 45.0})
+        if family.vocoded:
+            voc = VocoderTask(ctx(), cfg, hifigan_config(profile, AUDIO.mel), AUDIO.mel,
+                              PARAMS.parse("loss.vocoder", VocoderLoss))
             sec = time_steps(voc, b, frames, steps, device)
             print(f"train vocoder-hifigan {profile:<5} {device.type}{amp}: {1 / sec:7.2f} steps/s {b / sec:8.2f} samples/s",
                   flush=True)
             vocoder = _vocoder(voc, device)
-        factor = rtf(lambda: synthesize(loaded, video, clip["spk"].cpu().numpy(), vocoder), device, CLIP_FRAMES / 25)
-        print(f"infer v2a-{family:<8} {profile:<5} {device.type}: real-time factor {factor:.3f} "
+        factor = rtf(partial(loaded.speak, inputs, vocoder), device, CLIP_FRAMES / 25)
+        print(f"infer v2a-{name:<8} {profile:<5} {device.type}: real-time factor {factor:.3f} "
               f"({'with HiFi-GAN' if vocoder else 'end to end'}, 3 s clip)", flush=True)
 
 
-def _vocoder(task: VocoderTask, device: torch.device) -> Any:
+def _vocoder(task: VocoderTask, device: torch.device) -> Vocoder:
     import tempfile
 
-    from pipeline.training.checkpoint import save_model_dir
+    from pipeline.inference.model_dir import save_model_dir
 
+    state, extra = task.export()
+    card = ModelCard("vocoder", None, "hifigan", ("mel",), {"audio": to_plain(AUDIO)}, {}, {}, {}, extra,
+                     to_plain(task.voc_cfg))
     with tempfile.TemporaryDirectory() as tmp:
-        save_model_dir(f"{tmp}/vocoder", *task.export())
+        save_model_dir(f"{tmp}/vocoder", state, card)
         return load_vocoder(f"{tmp}/vocoder", task.mel_cfg, device)
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "crop": ("pipeline.video.cli", "mouth-ROI crop of any video, the same as the roi stage"),
     "embed": ("pipeline.features.cli", "speaker embedding of an audio or video file"),
-    "speak": ("pipeline.models.speak", "synthesise speech for a silent video with a trained V2A model"),
+    "speak": ("pipeline.inference.speak", "synthesise speech for a silent video with a trained model"),
     "score": ("pipeline.evaluation.cli", "objective metrics of a synthesised wav against a reference"),
 }
 

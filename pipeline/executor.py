@@ -10,14 +10,23 @@ from __future__ import annotations
 import os
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """The `executor:` section of params.yaml: where per-utterance work runs (never what it computes)."""
+
+    workers: int  # local worker processes; 0 = all cores
+    address: str | None  # a Dask scheduler address; null = local processes
 
 
 @dataclass(frozen=True)
@@ -62,9 +71,8 @@ class Executor:
         self.address = address or None
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "Executor":
-        section = params.get("executor", {}) or {}
-        return cls(workers=section.get("workers") or None, address=section.get("address") or None)
+    def from_config(cls, cfg: ExecutorConfig) -> Executor:
+        return cls(workers=cfg.workers or None, address=cfg.address or None)
 
     def imap(self, fn: Callable[[Any], T], items: Iterable[Any], desc: str = "", total: int | None = None) -> Iterator[T | Failure]:
         """Yield `fn(item)` (or a `Failure`) for each item, in input order."""

@@ -19,51 +19,65 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Literal
+
+from pipeline.config import FrozenMap
 
 SPLITS = ("train", "val", "test", "unseen")
 UTTERANCE_SPLITS = ("train", "val", "test")
 UNKNOWN_SPEAKER = "unknown"
-_KEYS = {"source", "per_speaker", "per_utterance", "fractions", "hold_out"}
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """One `protocols.<name>` block of params.yaml; a protocol uses only the keys it needs."""
+
+    source: str  # where its speaker lists come from
+    per_speaker: Mapping[Literal["train", "val", "test", "unseen"], tuple[str, ...]] = field(default_factory=FrozenMap)
+    per_utterance: tuple[str, ...] | str = ()  # speakers, or `all`: every speaker not placed per speaker
+    fractions: Mapping[Literal["train", "val", "test"], float] = field(default_factory=FrozenMap)
+    hold_out: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.source.strip():
+            raise ValueError("give a `source:` saying where its speaker lists come from")
+        placed = _speaker_map(self.per_speaker)
+        both = set(placed) & set(_listed(self.per_utterance) or ())
+        if both:
+            raise ValueError(f"speakers {sorted(both)} are both per_speaker and per_utterance")
+        values = dict(self.fractions)
+        if values and (min(values.values()) < 0 or not math.isclose(sum(values.values()), 1.0, abs_tol=1e-6)):
+            raise ValueError(f"fractions must be >= 0 and sum to 1, got {values}")
+        if _listed(self.per_utterance) != () and not values:
+            raise ValueError("per_utterance speakers need `fractions`")
+        if self.hold_out < 0:
+            raise ValueError(f"hold_out must be >= 0, got {self.hold_out}")
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """A named split protocol, validated from its `protocols.<name>` block."""
+    """A named split protocol, resolved from its `ProtocolConfig` for `assign`."""
 
     name: str
     source: str
-    per_speaker: dict[str, str] = field(default_factory=dict)
-    per_utterance: tuple[str, ...] | None = ()  # None: every speaker not placed per speaker
-    fractions: dict[str, float] = field(default_factory=dict)
-    hold_out: int = 0
+    per_speaker: dict[str, str]  # speaker -> split
+    per_utterance: tuple[str, ...] | None  # None: every speaker not placed per speaker
+    fractions: dict[str, float]
+    hold_out: int
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], name: str) -> "Protocol":
-        """Read and check `protocols.<name>`; a `ValueError` says what is wrong."""
-        protocols = params.get("protocols") or {}
+    def from_config(cls, name: str, cfg: ProtocolConfig) -> Protocol:
+        return cls(name, cfg.source, _speaker_map(cfg.per_speaker), _listed(cfg.per_utterance), dict(cfg.fractions),
+                   cfg.hold_out)
+
+    @classmethod
+    def named(cls, protocols: Mapping[str, ProtocolConfig], name: str) -> Protocol:
+        """Protocol `name` of the `protocols:` section; a `ValueError` lists the defined ones."""
         if name not in protocols:
             raise ValueError(f"split protocol {name!r} is not defined under `protocols:` (have: {', '.join(sorted(protocols))})")
-        block = protocols[name] or {}
-        unknown = set(block) - _KEYS
-        if unknown:
-            raise ValueError(f"protocol {name}: unknown keys {sorted(unknown)} (allowed: {sorted(_KEYS)})")
-        if not str(block.get("source") or "").strip():
-            raise ValueError(f"protocol {name}: give a `source:` saying where its speaker lists come from")
-        per_speaker = _speaker_map(name, block.get("per_speaker") or {})
-        listed = block.get("per_utterance") or ()
-        per_utterance = None if listed == "all" else tuple(str(s) for s in ([listed] if isinstance(listed, str) else listed))
-        both = set(per_speaker) & set(per_utterance or ())
-        if both:
-            raise ValueError(f"protocol {name}: speakers {sorted(both)} are both per_speaker and per_utterance")
-        fractions = _fractions(name, block.get("fractions") or {})
-        if (per_utterance is None or per_utterance) and not fractions:
-            raise ValueError(f"protocol {name}: per_utterance speakers need `fractions`")
-        hold_out = int(block.get("hold_out") or 0)
-        if hold_out < 0:
-            raise ValueError(f"protocol {name}: hold_out must be >= 0, got {hold_out}")
-        return cls(name, str(block["source"]), per_speaker, per_utterance, fractions, hold_out)
+        return cls.from_config(name, protocols[name])
 
 
 @dataclass(frozen=True)
@@ -147,23 +161,17 @@ def _rank(seed: int, *parts: str) -> str:
     return hashlib.sha256("\x1f".join([str(seed), *parts]).encode()).hexdigest()
 
 
-def _speaker_map(name: str, per_speaker: dict[str, Any]) -> dict[str, str]:
+def _listed(per_utterance: tuple[str, ...] | str) -> tuple[str, ...] | None:
+    if per_utterance == "all":
+        return None
+    return (per_utterance,) if isinstance(per_utterance, str) else per_utterance
+
+
+def _speaker_map(per_speaker: Mapping[str, tuple[str, ...]]) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for split, speakers in per_speaker.items():
-        if split not in SPLITS:
-            raise ValueError(f"protocol {name}: per_speaker split {split!r} is not one of {SPLITS}")
-        for speaker in speakers or ():
+        for speaker in speakers:
             if speaker in mapping:
-                raise ValueError(f"protocol {name}: speaker {speaker} is in both {mapping[speaker]} and {split}")
-            mapping[str(speaker)] = split
+                raise ValueError(f"speaker {speaker} is in both {mapping[speaker]} and {split}")
+            mapping[speaker] = split
     return mapping
-
-
-def _fractions(name: str, fractions: dict[str, Any]) -> dict[str, float]:
-    bad = set(fractions) - set(UTTERANCE_SPLITS)
-    if bad:
-        raise ValueError(f"protocol {name}: fractions are for {UTTERANCE_SPLITS}, not {sorted(bad)}")
-    values = {s: float(v) for s, v in fractions.items()}
-    if values and (min(values.values()) < 0 or not math.isclose(sum(values.values()), 1.0, abs_tol=1e-6)):
-        raise ValueError(f"protocol {name}: fractions must be >= 0 and sum to 1, got {values}")
-    return values

@@ -1,4 +1,4 @@
-"""Stage `evaluate@<variant>` (one V2A variant) or `evaluate_references` (`--references`).
+"""Stage `evaluate@<system>` (any synthesised system) or `evaluate_references` (`--references`).
 
 Writes `data/eval/<system>.parquet` (per utterance), `data/eval/samples/<system>.parquet`,
 `reports/metrics/<system>.json` and `reports/plots/<system>/`.
@@ -7,19 +7,35 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.config import load_params
-from pipeline.evaluation.stage import evaluate_references, evaluate_variant
+from pipeline.config import Params
+from pipeline.evaluation.config import EvaluationConfig, evaluation_config
+from pipeline.evaluation.stage import evaluate_references, evaluate_system
+from pipeline.layout import Layout
+from stages import load_config
+
+STAGE = "evaluate"
+REFERENCES_STAGE = "evaluate_references"
+
+
+def configure(params: Params, key: str | None = None) -> EvaluationConfig:
+    """The config of `evaluate@<key>`, or of `evaluate_references` when `key` is None."""
+    return evaluation_config(params, references=key is None)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m stages.evaluate VARIANT | --references", file=sys.stderr)
+        print("usage: python -m stages.evaluate SYSTEM | --references", file=sys.stderr)
         return 2
-    if argv[0] == "--references":
-        evaluate_references(load_params())
+    key = None if argv[0] == "--references" else argv[0]
+    stage = STAGE if key is not None else REFERENCES_STAGE
+    cfg = load_config(stage, configure, key)
+    if cfg is None:
+        return 2
+    if key is None:
+        evaluate_references(cfg, Layout())
     else:
-        evaluate_variant(load_params(), argv[0])
+        evaluate_system(key, cfg, Layout())
     return 0
 
 

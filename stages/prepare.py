@@ -1,30 +1,60 @@
 """Stage `prepare`: probe every clip, read transcripts, assign splits -> `data/manifest.parquet`."""
 from __future__ import annotations
 
-from pathlib import Path
+import argparse
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from pipeline.config import get, load_params
-from pipeline.executor import Executor
+from pipeline.config import ConfigError, Params, parse
+from pipeline.corpora.config import CorpusConfig
+from pipeline.executor import Executor, ExecutorConfig
+from pipeline.layout import Layout
 from pipeline.manifest import build_manifest, read_sources, split_counts, summary, write_manifest
-from pipeline.splits import Protocol
+from pipeline.splits import Protocol, ProtocolConfig
+from stages import load_config
 
-SOURCES = Path("data/raw/sources.parquet")
-MANIFEST = Path("data/manifest.parquet")
+STAGE = "prepare"
 
 
-def main() -> None:
-    params = load_params()
-    corpus = get(params, "corpus.name")
-    protocol_name = get(params, f"corpus.{corpus}.protocol")
-    if not protocol_name:
-        raise SystemExit(f"set corpus.{corpus}.protocol to one of the protocols in params.yaml")
-    protocol = Protocol.from_params(params, protocol_name)
-    table = build_manifest(read_sources(SOURCES), corpus, protocol, int(params.get("seed", 0)), Executor.from_params(params))
-    write_manifest(table, MANIFEST)
-    print(f"prepare: {summary(table, protocol)} -> {MANIFEST}")
+@dataclass(frozen=True)
+class PrepareConfig:
+    seed: int
+    corpus: CorpusConfig
+    protocols: Mapping[str, ProtocolConfig]  # all checked, not only the chosen one: a typo must not wait for its day
+    executor: ExecutorConfig
+
+    @property
+    def protocol(self) -> Protocol:
+        """The chosen corpus's protocol."""
+        return Protocol.named(self.protocols, self.corpus.protocol)
+
+
+def configure(params: Params, key: str | None = None) -> PrepareConfig:
+    cfg = parse(PrepareConfig, {name: params.raw(name) for name in ("seed", "corpus", "protocols", "executor")})
+    try:
+        Protocol.named(cfg.protocols, cfg.corpus.protocol)
+    except ValueError as exc:
+        raise ConfigError(f"corpus.{cfg.corpus.name}.protocol: {exc}") from None
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog=f"python -m stages.{STAGE}", description=__doc__).parse_args(argv)
+    cfg = load_config(STAGE, configure)
+    if cfg is None:
+        return 2
+    layout = Layout()
+    sources = read_sources(layout.raw / "sources.parquet")
+    protocol = cfg.protocol
+    table = build_manifest(sources, cfg.corpus.name, protocol, cfg.seed, Executor.from_config(cfg.executor))
+    write_manifest(table, layout.manifest)
+    print(f"prepare: {summary(table, protocol)} -> {layout.manifest}")
     if not split_counts(table)["train"]:
-        raise SystemExit(f"prepare: no usable training clip (see the `reason` column of {MANIFEST})")
+        print(f"prepare: no usable training clip (see the `reason` column of {layout.manifest})", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

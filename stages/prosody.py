@@ -1,18 +1,47 @@
 """DVC stage `prosody`: F0, voicing and energy per mel frame, with train-only speaker statistics."""
 from __future__ import annotations
 
-from pipeline.audio.mel import MelConfig
-from pipeline.config import load_params
-from pipeline.executor import Executor
+import argparse
+import sys
+from dataclasses import dataclass
+
+from pipeline.audio.mel import AudioConfig
+from pipeline.config import Params, parse
+from pipeline.executor import Executor, ExecutorConfig
 from pipeline.features.prosody import ProsodyConfig, run_prosody
+from pipeline.layout import Layout
+from stages import load_config
+
+STAGE = "prosody"
 
 
-def main() -> None:
-    params = load_params()
-    outcome = run_prosody(MelConfig.from_params(params), ProsodyConfig.from_params(params), Executor.from_params(params))
+@dataclass(frozen=True)
+class ProsodyStageConfig:
+    prosody: ProsodyConfig
+    audio: AudioConfig
+    executor: ExecutorConfig
+
+
+def configure(params: Params, key: str | None = None) -> ProsodyStageConfig:
+    return parse(ProsodyStageConfig, {name: params.raw(name) for name in ("prosody", "audio", "executor")})
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog=f"python -m stages.{STAGE}", description=__doc__).parse_args(argv)
+    cfg = load_config(STAGE, configure)
+    if cfg is None:
+        return 2
+    layout = Layout()
+    outcome = run_prosody(cfg.audio.mel, cfg.prosody, Executor.from_config(cfg.executor), layout.roi / "shards",
+                          layout.features(STAGE))
     print(outcome.line())
-    outcome.check()
+    try:
+        outcome.check()
+    except RuntimeError as exc:  # the shards and their failure list are written: say so, no traceback
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,20 +2,34 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from pipeline.config import get, load_params
+from pipeline.config import ConfigError, Params
+from pipeline.evaluation.config import mel_config, splits
+from pipeline.layout import Layout
 from pipeline.report.build import ReportInputs, write_report
+from pipeline.report.config import ReportConfig, ReportStageConfig
+from stages import load_config
 
-OUT = Path("reports/report.html")
+STAGE = "report"
 
 
-def main() -> int:
-    params = load_params()
-    roots = tuple(Path(p) for p in get(params, "report.curve_roots", ["reports/train", "reports/train_asr"]))
-    inputs = ReportInputs(Path("data/eval"), Path("reports/metrics"), tuple(p for p in roots if p.exists()))
-    out = write_report(params, inputs, OUT)
-    print(f"report: {out} ({out.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
+def configure(params: Params, key: str | None = None) -> ReportStageConfig:
+    """`report`, `evaluate.splits`, `seed` and `audio`, parsed strictly."""
+    seed = params.raw("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed: expected an integer, got {seed!r}")
+    return ReportStageConfig(params.parse("report", ReportConfig), splits(params), seed, mel_config(params))
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = load_config(STAGE, configure)
+    if cfg is None:
+        return 2
+    layout = Layout()
+    roots = tuple(p for p in (layout.root / r for r in cfg.report.curve_roots) if p.exists())
+    out = write_report(cfg, ReportInputs(layout, roots), layout.report)
+    print(f"report: {out} ({out.stat().st_size / 1e6:.2f} MB), {len(cfg.report.systems)} systems and the reference "
+          f"rows, {len(cfg.report.questions)} questions answered", file=sys.stderr)
     return 0
 
 

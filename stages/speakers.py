@@ -1,18 +1,46 @@
 """DVC stage `speakers`: GE2E embeddings and leakage-free conditioning embeddings per utterance."""
 from __future__ import annotations
 
-from pipeline.config import get, load_params
-from pipeline.executor import Executor
-from pipeline.features.speakers import run_speakers
+import argparse
+import sys
+from dataclasses import dataclass
+
+from pipeline.config import Params, parse
+from pipeline.executor import Executor, ExecutorConfig
+from pipeline.features.speakers import SpeakersConfig, run_speakers
+from pipeline.layout import Layout
+from stages import load_config
+
+STAGE = "speakers"
 
 
-def main() -> None:
-    params = load_params()
-    outcome = run_speakers(Executor.from_params(params), references=int(get(params, "speakers.references", 5)),
-                           seed=int(get(params, "seed", 0)))
+@dataclass(frozen=True)
+class SpeakersStageConfig:
+    seed: int
+    speakers: SpeakersConfig
+    executor: ExecutorConfig
+
+
+def configure(params: Params, key: str | None = None) -> SpeakersStageConfig:
+    return parse(SpeakersStageConfig, {name: params.raw(name) for name in ("seed", "speakers", "executor")})
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog=f"python -m stages.{STAGE}", description=__doc__).parse_args(argv)
+    cfg = load_config(STAGE, configure)
+    if cfg is None:
+        return 2
+    layout = Layout()
+    outcome = run_speakers(cfg.speakers, cfg.seed, Executor.from_config(cfg.executor), layout.roi / "shards",
+                           layout.features(STAGE))
     print(outcome.line())
-    outcome.check()
+    try:
+        outcome.check()
+    except RuntimeError as exc:  # the shards and their failure list are written: say so, no traceback
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -3,21 +3,43 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
+
+from pipeline.config import ConfigError, Params
+from stages import load_config
+
+if TYPE_CHECKING:
+    from pipeline.inference.synthesis import SynthesizeConfig
+
+STAGE = "synthesize"
+KIND = "v2a"  # this stage speaks the models of `v2a.variants`
+
+
+def configure(params: Params, key: str | None = None) -> SynthesizeConfig:
+    """`synthesize.*` (device and workers are untracked: they change the speed only) and `executor`."""
+    from pipeline.inference.synthesis import synthesize_config
+
+    if key is None:
+        raise ConfigError("name the variant to synthesise with (a key of v2a.variants)")
+    return synthesize_config(params, KIND, key)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m stages.synthesize VARIANT", file=sys.stderr)
+        print(f"usage: python -m stages.{STAGE} VARIANT", file=sys.stderr)
         return 2
     # Idle OpenMP threads yield the CPU instead of spinning (read when torch loads).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from pipeline.config import load_params
-    from pipeline.training.runs import synthesize_variant
+    cfg = load_config(STAGE, configure, argv[0])
+    if cfg is None:
+        return 2
+    from pipeline.inference.synthesis import synthesize_system
+    from pipeline.layout import Layout
 
-    info = synthesize_variant(load_params(), argv[0])
+    info = synthesize_system(cfg, Layout())
     counts = ", ".join(f"{s} {n}" for s, n in info["utterances"].items())
-    print(f"synthesize {argv[0]}: {counts} utterances in {info['seconds']} s with {info['vocoder'] or info['family']}"
+    print(f"synthesize {cfg.system}: {counts} utterances in {info['seconds']} s with {info['vocoder'] or info['family']}"
           f" (model sha256 {info['model_sha256'][:12]})")
     return 0
 

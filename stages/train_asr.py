@@ -1,12 +1,45 @@
 """Stage `train_asr`: the in-domain CTC ASR on the ground-truth train audio -> models/asr/."""
 from __future__ import annotations
 
-from pipeline.config import load_params
-from pipeline.evaluation.stage import train_asr
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from pipeline.config import ConfigError, Params
+from stages import load_config
+
+if TYPE_CHECKING:
+    from pipeline.evaluation.asr_ctc import TrainAsrConfig
+
+STAGE = "train_asr"
 
 
-def main() -> int:
-    train_asr(load_params())
+def configure(params: Params, key: str | None = None) -> TrainAsrConfig:
+    """`asr.ctc`, `audio`, `seed` (and the untracked `executor`), parsed strictly."""
+    from pipeline.audio.mel import AudioConfig
+    from pipeline.evaluation.asr_ctc import CTCConfig, TrainAsrConfig
+    from pipeline.executor import ExecutorConfig
+
+    seed = params.raw("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed: expected an integer, got {seed!r}")
+    return TrainAsrConfig(params.parse("asr.ctc", CTCConfig), params.parse("audio", AudioConfig), seed,
+                          params.parse("executor", ExecutorConfig))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv:
+        print(f"usage: python -m stages.{STAGE}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    cfg = load_config(STAGE, configure)
+    if cfg is None:
+        return 2
+    from pipeline.evaluation.asr_ctc import train_in_domain
+    from pipeline.layout import Layout
+
+    train_in_domain(cfg, Layout())
     return 0
 
 

@@ -1,17 +1,46 @@
 """DVC stage `units`: k-means speech units (MFCC or HuBERT features) aligned with the roi shards."""
 from __future__ import annotations
 
-from pipeline.config import load_params
-from pipeline.executor import Executor
+import argparse
+import sys
+from dataclasses import dataclass
+
+from pipeline.config import Params, parse
+from pipeline.executor import Executor, ExecutorConfig
 from pipeline.features.units import UnitsConfig, run_units
+from pipeline.layout import Layout
+from stages import load_config
+
+STAGE = "units"
 
 
-def main() -> None:
-    params = load_params()
-    outcome = run_units(UnitsConfig.from_params(params), Executor.from_params(params))
+@dataclass(frozen=True)
+class UnitsStageConfig:
+    seed: int
+    units: UnitsConfig
+    executor: ExecutorConfig
+
+
+def configure(params: Params, key: str | None = None) -> UnitsStageConfig:
+    return parse(UnitsStageConfig, {name: params.raw(name) for name in ("seed", "units", "executor")})
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(prog=f"python -m stages.{STAGE}", description=__doc__).parse_args(argv)
+    cfg = load_config(STAGE, configure)
+    if cfg is None:
+        return 2
+    layout = Layout()
+    outcome = run_units(cfg.units, cfg.seed, Executor.from_config(cfg.executor), layout.roi / "shards",
+                        layout.features(STAGE))
     print(outcome.line())
-    outcome.check()
+    try:
+        outcome.check()
+    except RuntimeError as exc:  # the shards and their failure list are written: say so, no traceback
+        print(exc, file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,36 +1,51 @@
 """A small real evaluation world for the evaluation and report tests, built once per session.
 
 Ground truth: GRID-grammar sentences spoken by espeak-ng voices (real synthetic speech, made
-offline in a second), laid out as the roi stage's shards. Two "V2A variants" are real degraded
+offline in a second), laid out as the roi stage's shards. Two "systems" are real degraded
 signals, the ground truth's log-mel inverted by Griffin-Lim (one with added noise), and a
 third holds broken outputs (silent, clipped, wrong rate, missing) to exercise the checks.
+Each synthesis folder carries a model card, as the synthesize stage writes it; the third's
+kind is not one the pipeline has, so nothing can assume a kind. Configs come from the real
+params.yaml with a few overrides (a tiny CTC ASR, one worker, the world's systems and question).
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import paths
 import pytest
 
 from pipeline.audio.griffin_lim import griffin_lim
 from pipeline.audio.io import resample
 from pipeline.audio.mel import MelConfig, log_mel
+from pipeline.config import Params, load_params
 from pipeline.corpora import espeak, grammar
 from pipeline.corpora.demo import SPOKEN
-from pipeline.evaluation import stage
+from pipeline.evaluation import asr_ctc, stage
+from pipeline.inference.card import ModelCard, save_card
+from pipeline.layout import Layout
 from pipeline.shards import pack, write_shard
+from stages import evaluate as evaluate_stage
+from stages import report as report_stage
+from stages import train_asr as train_asr_stage
+
+REPO = paths.REPO
 
 SR = 16000
 SPF = 640  # samples per video frame at 25 fps
 VOICES = {"d1": espeak.Voice("en+m3", 165, 40, 50), "d2": espeak.Voice("en+f2", 175, 60, 60),
           "d3": espeak.Voice("en-us+m1", 180, 45, 40)}
 LAYOUT = {"d1": {"train": 10, "val": 2, "test": 2}, "d2": {"train": 10, "val": 2, "test": 2}, "d3": {"unseen": 2}}
-VARIANTS = {"gl_noisy": {"family": "melspec", "decoder": "scratch", "separate_bn": True},
-            "gl_clean": {"family": "melspec", "decoder": "pretrained_finetuned", "separate_bn": True},
-            "broken": {"family": "wavegan", "decoder": "scratch", "separate_bn": False}}
+# system: (kind, family, card extra) as its model card says
+VARIANTS = {"gl_noisy": ("v2a", "melspec", {"decoder": "scratch"}),
+            "gl_clean": ("v2a", "melspec", {"decoder": "pretrained_finetuned"}),
+            "broken": ("toy", None, {})}
+QUESTION = {"question": "pre-trained decoder (fine-tuned) vs. decoder from scratch", "a": "gl_noisy", "b": "gl_clean"}
 BROKEN = ("silent", "clipped", "wrong_rate", "missing")  # what happens to the 4 test utterances of `broken`
 
 
@@ -51,12 +66,27 @@ def _roi_row(utt: str, speaker: str, split: str, code: str, audio: np.ndarray) -
             **pack("audio", audio), "sample_rate": SR, "audio_pad": 0, "missing_frames": 0}
 
 
-def params_for(root: Path) -> dict[str, Any]:
-    """Params of the world: fast CTC, single-worker executor, the three variants."""
-    return {"seed": 0, "corpus": {"name": "demo", "demo": {"protocol": "demo"}}, "executor": {"workers": 1},
-            "audio": {"sample_rate": SR}, "v2a": {"variants": VARIANTS},
-            "asr": {"ctc": {"epochs": 3, "hidden": 32, "conv_channels": 32, "batch_size": 8}},
-            "evaluate": {"splits": ["test", "unseen"], "samples_per_split": 2}, "report": {"samples_per_split": 1}}
+def merged(tree: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of `tree` with `overrides` merged in, section by section."""
+    out = copy.deepcopy(tree)
+    for k, v in overrides.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def world_params() -> dict[str, Any]:
+    """The real params.yaml with the world's overrides: fast CTC, one worker, the three systems."""
+    return merged(load_params(REPO / "params.yaml"), {
+        "corpus": {"name": "demo"}, "executor": {"workers": 1},
+        "asr": {"ctc": {"epochs": 3, "hidden": 32, "conv_channels": 32, "batch_size": 8}},
+        "evaluate": {"splits": ["test", "unseen"], "samples_per_split": 2},
+        "report": {"samples_per_split": 1, "systems": list(VARIANTS), "questions": [QUESTION]}})
+
+
+def card(system: str) -> ModelCard:
+    kind, family, extra = VARIANTS[system]
+    return ModelCard(kind=kind, family=family, name=system, inputs=("video", "spk"), crop={}, train={}, data={},
+                     validation={}, extra=extra, model={})
 
 
 def build(root: Path) -> dict[str, Any]:
@@ -103,22 +133,24 @@ def build(root: Path) -> dict[str, Any]:
             out["broken"].append({"utt_id": r["utt_id"], **pack("audio", broken), "sample_rate": sr})
         for variant, synth_rows in out.items():
             write_shard(root / "data/synth" / variant / rel, synth_rows)
+    layout = Layout(root)
     for variant in VARIANTS:
-        (root / "data/synth" / variant / "info.json").write_text(json.dumps({"model_sha256": f"{variant}-sha"}))
-    params = params_for(root)
-    paths = stage.Paths.under(root)
-    stage.train_asr(params, paths)
-    metrics = {"references": stage.evaluate_references(params, paths)}
+        (layout.synth(variant) / "info.json").write_text(json.dumps({"model_sha256": f"{variant}-sha"}))
+        save_card(card(variant), layout.synth(variant))
+    params = world_params()
+    asr_ctc.train_in_domain(train_asr_stage.configure(Params(params)), layout)
+    metrics = {"references": stage.evaluate_references(evaluate_stage.configure(Params(params)), layout)}
     for variant in VARIANTS:
-        metrics[variant] = stage.evaluate_variant(params, variant, paths)
-    return {"root": root, "params": params, "paths": paths, "metrics": metrics, "fate": fate}
+        metrics[variant] = stage.evaluate_system(variant, evaluate_stage.configure(Params(params), variant), layout)
+    return {"root": root, "params": params, "layout": layout, "metrics": metrics, "fate": fate,
+            "report": report_stage.configure(Params(params))}
 
 
 _WORLD: dict[str, Any] = {}
 
 
-@pytest.fixture(scope="session")
-def eval_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture(scope="session", name="eval_world")
+def eval_world_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The evaluated world (built on first use, shared by every test module of the session)."""
     if not _WORLD:
         _WORLD.update(build(tmp_path_factory.mktemp("eval_world")))
@@ -127,5 +159,5 @@ def eval_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def with_workers(params: dict[str, Any], workers: int) -> dict[str, Any]:
     """A copy of `params` with another executor size."""
-    return {**params, "executor": {"workers": workers}}
+    return merged(params, {"executor": {"workers": workers}})
 

@@ -1,17 +1,18 @@
 """Shards in the roi stage's layout (docs/DATA.md) for the feature tests: real GRID audio or given signals."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
+import paths
 import pytest
 import torch
 
 from pipeline.audio.io import read_media_audio
 from pipeline.shards import pack, plan_shards, write_shard
 
-GRID = Path(__file__).resolve().parents[2] / "shared" / "grid_samples"
+GRID = paths.GRID
 GRID_CLIPS = ("bbaf2n", "brbk7n", "lbax4n", "lbbc2a", "lrwp9a")  # five different talkers
 SR = 16000
 FPS = 25
@@ -31,7 +32,7 @@ def grid_audio(name: str) -> np.ndarray:
     """16 kHz mono audio of a real GRID clip; skips the test when the clips are absent."""
     path = GRID / f"{name}.mpg"
     if not path.is_file():
-        pytest.skip(f"real GRID clips not found at {GRID}")
+        paths.missing_grid()
     return read_media_audio(path, SR)
 
 

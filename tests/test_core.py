@@ -1,19 +1,25 @@
 """Shared plumbing: atomic writes, the executor's failure handling, probing, mel framing, CLI."""
 from __future__ import annotations
 
-from pathlib import Path
+import copy
+import dataclasses
+import importlib
+import shutil
 
 import numpy as np
+import paths
 import pytest
+import yaml
 
 from pipeline.atomic import atomic_dir, atomic_path
 from pipeline.audio.io import fit_length, read_media_audio, resample
 from pipeline.audio.mel import MelConfig, log_mel
 from pipeline.cli import main as cli_main
-from pipeline.executor import Executor, Failure
+from pipeline.config import ConfigError, Params, declared_params, load_params
+from pipeline.executor import Executor, ExecutorConfig, Failure
 from pipeline.video.probe import ProbeError, probe
 
-GRID = Path(__file__).resolve().parents[2] / "shared" / "grid_samples"
+GRID = paths.GRID
 
 
 def test_atomic_path_keeps_old_file_on_error(tmp_path):
@@ -50,7 +56,7 @@ def test_executor_keeps_order_and_records_failures(workers):
 
 def test_probe_reads_grid_clip_and_rejects_garbage(tmp_path):
     if not GRID.is_dir():
-        pytest.skip(f"GRID samples not found at {GRID}")
+        paths.missing_grid()
     info = probe(GRID / "bbaf2n.mpg")
     assert (info.width, info.height, info.fps, info.audio_sr) == (360, 288, 25.0, 44100)
     assert 2.9 < info.duration < 3.1
@@ -62,7 +68,7 @@ def test_probe_reads_grid_clip_and_rejects_garbage(tmp_path):
 
 def test_media_audio_and_length_fitting():
     if not GRID.is_dir():
-        pytest.skip(f"GRID samples not found at {GRID}")
+        paths.missing_grid()
     audio = read_media_audio(GRID / "bbaf2n.mpg", 16000)
     assert audio.dtype == np.float32 and abs(len(audio) - 3 * 16000) < 800 and audio.std() > 0.01
     fitted, diff = fit_length(audio, 75 * 640)
@@ -89,3 +95,68 @@ def test_cli_lists_commands(capsys):
         cli_main([])
     out = capsys.readouterr().out
     assert all(name in out for name in ("crop", "embed", "speak", "score"))
+
+
+# --- configuration of the data stages ----------------------------------------------------------
+
+REPO = paths.REPO
+
+
+def _with_key_renamed(tree: dict, dotted: str, new: str) -> dict:
+    tree = copy.deepcopy(tree)
+    *parents, last = dotted.split(".")
+    node = tree
+    for part in parents:
+        node = node[part]
+    node[new] = node.pop(last)
+    return tree
+
+
+@pytest.mark.parametrize(
+    "stage, key, typo",
+    [
+        ("roi", "roi.size", "sise"),
+        ("roi", "audio.fps", "fsp"),
+        ("roi", "executor.workers", "worker"),
+        ("units", "units.clusters", "clusterz"),
+        ("units", "units.kmeans.n_init", "n_inti"),
+        ("speakers", "speakers.references", "referenses"),
+        ("prosody", "prosody.fmax", "fmaxx"),
+        ("prosody", "audio.n_mels", "n_mel"),
+        ("prepare", "protocols.demo.hold_out", "holdout"),
+        ("prepare", "corpus.grid.protocol", "protocl"),
+        ("download", "corpus.demo.video.qscale", "qscal"),
+        ("download", "corpus.demo.seed", "sede"),
+    ],
+)
+def test_a_typo_in_a_data_section_stops_its_stage_naming_the_key(stage, key, typo):
+    tree = _with_key_renamed(load_params(REPO / "params.yaml"), key, typo)
+    module = importlib.import_module(f"stages.{stage}")
+    with pytest.raises(ConfigError) as error:
+        module.configure(Params(tree, declared_params(stage, None, tree, REPO / "dvc.yaml")))
+    section, intended = key.rsplit(".", 1)
+    message = str(error.value)
+    if message.startswith("missing key"):  # a key read on its own (roi's audio.fps; download's corpus keys)
+        assert message.startswith(f"missing key {key} ") and f"'{typo}'" in message
+    else:
+        assert message.startswith(f"unknown key {section}.{typo} ") and f"'{intended}'" in message
+
+
+def test_stage_entry_refuses_bad_params_before_any_work(tmp_path, monkeypatch, capsys):
+    from stages.roi import main
+
+    tree = _with_key_renamed(load_params(REPO / "params.yaml"), "roi.size", "sise")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree))
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roi: unknown key roi.sise ") and "'size'" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml", "params.yaml"]  # nothing read, nothing written
+
+
+def test_shipped_params_configure_every_data_stage():
+    tree = load_params(REPO / "params.yaml")
+    for stage in ("download", "prepare", "roi", "units", "speakers", "prosody"):
+        cfg = importlib.import_module(f"stages.{stage}").configure(Params(tree, declared_params(stage, None, tree, REPO / "dvc.yaml")))
+        assert dataclasses.is_dataclass(cfg) and cfg.executor == ExecutorConfig(workers=0, address=None)

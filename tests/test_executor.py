@@ -1,15 +1,20 @@
 """The roi stage gives the same bytes inline, on a local process pool and on a Dask cluster."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import paths
 import pyarrow as pa
 import pytest
 
+from pipeline.config import Params, load_params
+from pipeline.executor import Executor
 from pipeline.manifest import MANIFEST_SCHEMA, write_manifest
-from pipeline.video.roi import run
+from pipeline.video.roi import roi_config, run
 
-GRID = Path(__file__).resolve().parents[2] / "shared" / "grid_samples"
+GRID = paths.GRID
+CFG = replace(roi_config(Params(load_params(paths.PARAMS))), shard_size=2)
 
 
 def outputs(root: Path) -> dict[str, bytes]:
@@ -19,7 +24,7 @@ def outputs(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> Path:
     if not GRID.is_dir():
-        pytest.skip(f"GRID samples not found at {GRID}")
+        paths.missing_grid()
     clips = sorted(GRID.glob("*.mpg"))
     rows = [
         {
@@ -37,12 +42,12 @@ def manifest(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def inline(manifest, tmp_path_factory) -> dict[str, bytes]:
     out = tmp_path_factory.mktemp("inline") / "roi"
-    assert run({"executor": {"workers": 1}, "roi": {"shard_size": 2}}, manifest, out).accepted == 5
+    assert run(CFG, Executor(workers=1), manifest, out).accepted == 5
     return outputs(out)
 
 
 def test_local_pool_matches_inline(manifest, inline, tmp_path):
-    summary = run({"executor": {"workers": 2}, "roi": {"shard_size": 2}}, manifest, tmp_path / "roi")
+    summary = run(CFG, Executor(workers=2), manifest, tmp_path / "roi")
     assert summary.accepted == 5
     assert len(inline) == 4  # s1: 3 clips in 2 shards, s2: 2 clips in 1 shard, and the manifest
     assert outputs(tmp_path / "roi") == inline
@@ -52,6 +57,5 @@ def test_dask_cluster_matches_inline(manifest, inline, tmp_path):
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        params = {"executor": {"address": cluster.scheduler_address}, "roi": {"shard_size": 2}}
-        assert run(params, manifest, tmp_path / "roi").accepted == 5
+        assert run(CFG, Executor(address=cluster.scheduler_address), manifest, tmp_path / "roi").accepted == 5
     assert outputs(tmp_path / "roi") == inline

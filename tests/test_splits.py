@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from pathlib import Path
 
+import paths
 import pytest
 
-from pipeline.config import load_params
-from pipeline.splits import Protocol, allocate, assign
+from pipeline.config import ConfigError, Params, load_params, parse
+from pipeline.splits import Protocol, ProtocolConfig, allocate, assign
 
-PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+PARAMS = Params(load_params(paths.PARAMS))
+PROTOCOLS = {name: PARAMS.parse(f"protocols.{name}", ProtocolConfig) for name in PARAMS.raw("protocols")}
+
+
+def named(name: str) -> Protocol:
+    return Protocol.named(PROTOCOLS, name)
 GRID_WITH_VIDEO = [f"s{i}" for i in range(1, 35) if i != 21]
 
 
@@ -33,7 +38,7 @@ def test_allocate_matches_fractions_and_keeps_small_speakers_in_every_split():
 
 
 def test_seen4_divides_each_speaker_and_rejects_others():
-    protocol = Protocol.from_params(PARAMS, "seen-4")
+    protocol = named("seen-4")
     clips = _clips(["s1", "s2", "s4", "s29", "s5"], 1000)
     result = assign(clips, protocol, seed=0)
     per_speaker = Counter((speaker, a.split) for (_, speaker), a in zip(clips, result))
@@ -44,7 +49,7 @@ def test_seen4_divides_each_speaker_and_rejects_others():
 
 
 def test_assignment_ignores_input_order_and_other_speakers_but_follows_seed():
-    protocol = Protocol.from_params(PARAMS, "seen-33")
+    protocol = named("seen-33")
     clips = _clips(["s1", "s2", "s3"], 200)
     base = _splits(clips, protocol)
     shuffled = clips[:]
@@ -57,7 +62,7 @@ def test_assignment_ignores_input_order_and_other_speakers_but_follows_seed():
 
 
 def test_unseen_protocol_is_speaker_disjoint_and_covers_grid():
-    protocol = Protocol.from_params(PARAMS, "unseen")
+    protocol = named("unseen")
     assert sorted(protocol.per_speaker, key=GRID_WITH_VIDEO.index) == GRID_WITH_VIDEO
     assert Counter(protocol.per_speaker.values()) == {"train": 16, "val": 7, "unseen": 10}
     clips = _clips(GRID_WITH_VIDEO, 20)
@@ -71,7 +76,7 @@ def test_unseen_protocol_is_speaker_disjoint_and_covers_grid():
 
 
 def test_demo_holds_one_voice_out_whole():
-    protocol = Protocol.from_params(PARAMS, "demo")
+    protocol = named("demo")
     voices = ["alice", "bob", "carol", "dave"]
     clips = _clips(voices, 30)
     splits = _splits(clips, protocol, seed=3)
@@ -87,33 +92,35 @@ def test_demo_holds_one_voice_out_whole():
 
 def test_demo_needs_a_voice_left_to_train_on():
     with pytest.raises(ValueError, match="holds out 1 speaker.*only 1"):
-        assign(_clips(["alice"], 5), Protocol.from_params(PARAMS, "demo"), seed=0)
+        assign(_clips(["alice"], 5), named("demo"), seed=0)
 
 
 def test_unknown_speaker_is_divided_in_seen_protocols_and_refused_in_speaker_disjoint_ones():
     clips = _clips(["unknown"], 5)
-    assert Counter(_splits(clips, Protocol.from_params(PARAMS, "seen-4")).values()) == {"train": 3, "val": 1, "test": 1}
-    refused = assign(clips, Protocol.from_params(PARAMS, "unseen"), seed=0)
+    assert Counter(_splits(clips, named("seen-4")).values()) == {"train": 3, "val": 1, "test": 1}
+    refused = assign(clips, named("unseen"), seed=0)
     assert all(a.split is None and "unidentified talker" in a.reason for a in refused)
 
 
 @pytest.mark.parametrize(
     "block, message",
     [
-        ({"per_utterance": ["s1"], "fractions": {"train": 1.0}}, "give a `source:`"),
+        ({"per_utterance": ["s1"], "fractions": {"train": 1.0}}, "missing key protocols.p.source"),
+        ({"source": " ", "per_utterance": ["s1"], "fractions": {"train": 1.0}}, "give a `source:`"),
         ({"source": "x", "per_utterance": ["s1"], "fractions": {"train": 0.9, "val": 0.2}}, "sum to 1"),
         ({"source": "x", "per_utterance": ["s1"]}, "need `fractions`"),
         ({"source": "x", "per_speaker": {"tset": ["s1"]}}, "'tset' is not one of"),
         ({"source": "x", "per_speaker": {"train": ["s1"], "unseen": ["s1"]}}, "s1 is in both train and unseen"),
         ({"source": "x", "per_speaker": {"train": ["s1"]}, "per_utterance": ["s1"], "fractions": {"train": 1}}, "both per_speaker and per_utterance"),
-        ({"source": "x", "speakers": ["s1"]}, "unknown keys"),
+        ({"source": "x", "speakers": ["s1"]}, "unknown key protocols.p.speakers"),
+        ({"source": "x", "per_utterance": "all", "fractions": {"train": 0.5, "tset": 0.5}}, "'tset' is not one of"),
     ],
 )
 def test_protocol_errors_say_what_is_wrong(block, message):
-    with pytest.raises(ValueError, match=message):
-        Protocol.from_params({"protocols": {"p": block}}, "p")
+    with pytest.raises(ConfigError, match=message):
+        parse(ProtocolConfig, block, "protocols.p")
 
 
 def test_unknown_protocol_lists_the_defined_ones():
     with pytest.raises(ValueError, match="'seen-5' is not defined.*seen-33, seen-4"):
-        Protocol.from_params(PARAMS, "seen-5")
+        named("seen-5")

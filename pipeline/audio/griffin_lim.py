@@ -8,7 +8,7 @@ import torchaudio
 from pipeline.audio.mel import MelConfig
 
 
-def griffin_lim(log_mel: np.ndarray, cfg: MelConfig = MelConfig(), n_iter: int = 32, seed: int = 0) -> np.ndarray:
+def griffin_lim(log_mel: np.ndarray, cfg: MelConfig, n_iter: int = 32, seed: int = 0) -> np.ndarray:
     """Log-mel (n_mels, F) as made by `LogMel` -> waveform (F * hop,) float32.
 
     The mel basis is rebuilt with LogMel's exact settings (Slaney scale and norm, power 1),

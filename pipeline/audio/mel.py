@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,18 +21,35 @@ class MelConfig:
     f_max: float = 8000.0
     log_floor: float = 1e-5
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "MelConfig":
-        audio = params.get("audio", {}) or {}
-        fields = {k: audio[k] for k in cls.__dataclass_fields__ if k in audio}
-        return cls(**fields)
-
     def frames_per_video_frame(self, fps: float) -> int:
         """Mel frames per video frame (4 at 16 kHz, hop 160, 25 fps); must be an integer."""
         per = self.sample_rate / fps / self.hop_length
         if abs(per - round(per)) > 1e-9:
             raise ValueError(f"hop {self.hop_length} does not divide {self.sample_rate}/{fps} samples per frame")
         return int(round(per))
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """The `audio:` section of params.yaml: every stage's sample and frame rate, and the log-mel analysis."""
+
+    sample_rate: int
+    fps: int  # video frame rate every clip is brought to
+    n_fft: int
+    win_length: int
+    hop_length: int
+    n_mels: int
+    f_min: float
+    f_max: float
+
+    def __post_init__(self) -> None:
+        self.mel.frames_per_video_frame(self.fps)  # mel frames must tile video frames: refuse the params at once
+
+    @property
+    def mel(self) -> MelConfig:
+        """The log-mel analysis these settings describe (`log_floor` is MelConfig's own)."""
+        return MelConfig(sample_rate=self.sample_rate, n_fft=self.n_fft, win_length=self.win_length,
+                         hop_length=self.hop_length, n_mels=self.n_mels, f_min=self.f_min, f_max=self.f_max)
 
 
 class LogMel(torch.nn.Module):

@@ -12,10 +12,11 @@ import shutil
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
-from typing import IO, Callable
+from typing import IO
 
 from pipeline.atomic import atomic_dir
 

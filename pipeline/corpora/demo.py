@@ -10,27 +10,26 @@ generated from params with fixed seeds and bit-exact encoders: same params, same
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
 
 import cv2
 import numpy as np
 import pandas as pd
 
 from pipeline.atomic import atomic_dir, atomic_path, write_text
-from pipeline.config import get
 from pipeline.corpora import espeak, grammar
 from pipeline.corpora.alignments import TICKS_PER_SECOND
+from pipeline.corpora.config import MP2_DELAY, DemoConfig, DemoVideoConfig
 from pipeline.executor import Executor, Failure
+from pipeline.video.landmarks import quiet_native_logs
 from pipeline.video.probe import ffmpeg_exe
 
-MP2_DELAY = 481  # samples of MPEG audio layer II decoder delay (512-tap filterbank - 32 + 1)
 # espeak reads a lone "a" as the article (schwa) and merges it into the next word.
 SPOKEN = {"a": "[['eI]]"}
 BILABIALS = frozenset({"p", "b", "m"})  # espeak mnemonics spoken with closed lips
@@ -40,72 +39,6 @@ UPPER_INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 LOWER_INNER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 NOSE_TIP, CHIN, LEFT_CHEEK, RIGHT_CHEEK = 1, 152, 234, 454
 MOUTH_INTERIOR = np.array([52, 18, 24], np.float32)  # RGB of the dark oral cavity
-
-
-@dataclass(frozen=True)
-class VideoConfig:
-    """Frame geometry, mouth animation and encoder settings (params `corpus.demo.video`)."""
-
-    width: int = 360
-    height: int = 288
-    fps: int = 25
-    face_width: float = 115.0  # px between the cheek landmarks (GRID talkers: 103-122)
-    nose_x: float = 180.0  # where the nose tip lands in the frame, px
-    nose_y: float = 160.0
-    mouth_open: float = 0.35  # inner-lip gap at the loudest frame, as a fraction of mouth width
-    dynamic_range_db: float = 30.0  # frame energies this far below the loudest one close the mouth
-    rounding: float = 0.15  # mouth narrowing on rounded vowels (u:, oU, w ...)
-    qscale: int = 2  # MPEG-1 quantiser, 1 (best) .. 31
-    audio_bitrate: str = "96k"  # MP2
-
-
-@dataclass(frozen=True)
-class DemoConfig:
-    """What the demo corpus holds (params `corpus.demo`)."""
-
-    speakers: dict[str, espeak.Voice]
-    utterances_per_speaker: int = 24
-    seed: int = 0
-    lead_silence: float = 0.2  # s of silence before the first word
-    trail_silence: float = 0.2  # s, at least, after the last word (rounded up to whole frames)
-    video: VideoConfig = VideoConfig()
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "DemoConfig":
-        section = dict(get(params, "corpus.demo", {}) or {})
-        section.pop("protocol", None)  # the prepare stage's
-        speakers = {str(k): _voice(str(k), v) for k, v in (section.pop("speakers", None) or {}).items()}
-        if not speakers:
-            raise ValueError("corpus.demo.speakers is empty: give at least one `id: {voice: en+m3, ...}`")
-        video = VideoConfig(**_known("corpus.demo.video", section.pop("video", None) or {}, VideoConfig))
-        if (espeak.SAMPLE_RATE % video.fps) != 0:
-            raise ValueError(f"corpus.demo.video.fps={video.fps} must divide espeak's {espeak.SAMPLE_RATE} Hz "
-                             "so every frame spans a whole number of samples")
-        config = cls(speakers=speakers, video=video, **_known("corpus.demo", section, cls))
-        if not 1 <= config.utterances_per_speaker <= grammar.N_SENTENCES:
-            raise ValueError(f"corpus.demo.utterances_per_speaker must be in 1..{grammar.N_SENTENCES}, "
-                             f"got {config.utterances_per_speaker}")
-        if config.lead_silence * espeak.SAMPLE_RATE < 2 * MP2_DELAY:  # the delay is taken out of it
-            raise ValueError(f"corpus.demo.lead_silence must be at least {2 * MP2_DELAY / espeak.SAMPLE_RATE:.2f} s, "
-                             f"got {config.lead_silence}")
-        return config
-
-
-def _known(where: str, spec: dict[str, Any], config: type) -> dict[str, Any]:
-    unknown = set(spec) - set(config.__dataclass_fields__)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(config.__dataclass_fields__)})")
-    return spec
-
-
-def _voice(speaker: str, spec: dict[str, Any]) -> espeak.Voice:
-    if not re.fullmatch(r"[A-Za-z0-9-]+", speaker):  # it names a folder and prefixes utt_ids
-        raise ValueError(f"corpus.demo.speakers: id {speaker!r} must be letters, digits or '-'")
-    allowed = {"voice", "rate", "pitch", "range"}
-    if "voice" not in spec or set(spec) - allowed:
-        raise ValueError(f"corpus.demo.speakers.{speaker} must be {{voice: <espeak voice>, rate, pitch, range}}, "
-                         f"got {spec}")
-    return espeak.Voice(name=str(spec["voice"]), **{k: int(v) for k, v in spec.items() if k != "voice"})
 
 
 @dataclass(frozen=True)
@@ -119,13 +52,13 @@ class Face:
     face_width: float
 
 
-def make_face(cfg: VideoConfig) -> Face:
+def make_face(cfg: DemoVideoConfig) -> Face:
     """Place the astronaut portrait in the frame (GRID-like face size) and locate its lips."""
     import mediapipe as mp  # imported here: only the main process needs these, workers get the `Face`
     from skimage.data import astronaut
 
     photo = astronaut()
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
+    with quiet_native_logs(), mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as mesh:
         found = mesh.process(photo).multi_face_landmarks
     if not found:
         raise RuntimeError("face mesh found no face in skimage.data.astronaut()")
@@ -213,7 +146,7 @@ def _window(d: np.ndarray, half: float) -> np.ndarray:
 
 
 def mouth_track(audio: np.ndarray, phonemes: tuple[espeak.Segment, ...], spf: int,
-                cfg: VideoConfig, mouth_width: float) -> tuple[np.ndarray, np.ndarray]:
+                cfg: DemoVideoConfig, mouth_width: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame inner-lip gap (px) and width factor from the audio energy and the phonemes."""
     frames = audio.reshape(-1, spf)
     db = 20 * np.log10(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)) + 1e-5)
@@ -245,7 +178,7 @@ def _ticks(samples: int, sample_rate: int) -> int:
     return round(samples * TICKS_PER_SECOND / sample_rate)
 
 
-def encode(path: Path, frames: Iterator[np.ndarray], audio: np.ndarray, sample_rate: int, cfg: VideoConfig) -> None:
+def encode(path: Path, frames: Iterator[np.ndarray], audio: np.ndarray, sample_rate: int, cfg: DemoVideoConfig) -> None:
     """Mux RGB frames and mono audio into an MPEG-1 video + MP2 audio `.mpg`, bit-exactly."""
     # The MP2 decoder delays by MP2_DELAY samples; starting the input that much later makes the
     # decoded track line up with frame 0 and the .align times (the cut is lead silence).
@@ -315,7 +248,7 @@ class ClipJob:
 def make_clip(job: ClipJob) -> None:
     """Synthesise, time, animate and encode one clip into `job.folder`."""
     video = job.cfg.video
-    utt = speak(job.code, job.cfg.speakers[job.speaker], job.cfg)
+    utt = speak(job.code, job.cfg.speakers[job.speaker].espeak_voice, job.cfg)
     animator = MouthAnimator(job.face)
     gaps, widths = mouth_track(utt.audio, utt.phonemes, utt.sample_rate // video.fps, video, animator.mouth_width)
     folder = Path(job.folder)
@@ -330,10 +263,9 @@ def speaker_codes(speaker: str, n: int, seed: int) -> list[str]:
     return sorted(grammar.sample_codes(n, [seed, zlib.crc32(speaker.encode())]))
 
 
-def download(raw_dir: Path, params: dict[str, Any]) -> pd.DataFrame:
+def download(raw_dir: Path, cfg: DemoConfig, executor: Executor) -> pd.DataFrame:
     """Generate the demo corpus into `raw_dir/demo/<speaker>/<code>.{mpg,align}`; one row per clip."""
-    cfg = DemoConfig.from_params(params)
-    for voice in cfg.speakers.values():  # a bad voice fails here, once, not in every clip
+    for voice in cfg.voices.values():  # a bad voice fails here, once, not in every clip
         espeak.synthesize(["bin"], voice)
     face = make_face(cfg.video)
     final = Path(raw_dir) / "demo"
@@ -342,7 +274,7 @@ def download(raw_dir: Path, params: dict[str, Any]) -> pd.DataFrame:
         jobs = [ClipJob(code, speaker, os.fspath(staging / speaker), face, cfg)
                 for speaker in cfg.speakers
                 for code in speaker_codes(speaker, cfg.utterances_per_speaker, cfg.seed)]
-        results = Executor.from_params(params).imap(make_clip, jobs, desc="demo clips")
+        results = executor.imap(make_clip, jobs, desc="demo clips")
         for job, result in zip(jobs, results):
             utt_id = f"{job.speaker}_{job.code}"
             if isinstance(result, Failure):

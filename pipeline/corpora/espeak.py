@@ -12,10 +12,10 @@ import ctypes
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 

@@ -12,19 +12,17 @@ import http.client
 import json
 import os
 import re
-import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tqdm import tqdm
 
 from pipeline.atomic import write_text
 
 CHUNK = 1 << 20
-LOCK_FILE = Path("downloads.lock.json")  # at the repository root, tracked by Git
 USER_AGENT = "v2s-pipeline (research download; resumes with HTTP Range)"
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
@@ -159,7 +157,7 @@ def _copy(read: Callable[[int], bytes], write: Callable[[bytes], object], progre
         write(exc.partial)
         progress(len(exc.partial))
         return False
-    except (socket.timeout, ConnectionError):
+    except (TimeoutError, ConnectionError):
         return False
     return True
 

@@ -6,8 +6,8 @@ e.g. "bin blue at f two now". GRID names each clip by the first character of eve
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from math import prod
-from typing import Sequence
 
 import numpy as np
 

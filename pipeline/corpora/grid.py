@@ -23,26 +23,26 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.config import get
 from pipeline.corpora.archive import extract
-from pipeline.corpora.fetch import LOCK_FILE, ChecksumLock, fetch
+from pipeline.corpora.config import GridConfig
+from pipeline.corpora.fetch import ChecksumLock, fetch
 from pipeline.splits import UNKNOWN_SPEAKER
 
 SPEAKERS = tuple(f"s{i}" for i in range(1, 35) if i != 21)
 NO_VIDEO = {"s21": "GRID talker s21 has no video (the corpus distributes only its audio)"}
-DOWNLOADS = Path("data/downloads")
-SHEFFIELD_URL = "http://spandh.dcs.shef.ac.uk/gridcorpus"
-ZENODO_URL = "https://zenodo.org/records/3625687/files"
 COLUMNS = ["utt_id", "speaker", "video_path", "align_path"]
 
 
-def download(raw_dir: Path, params: dict[str, Any], downloads: Path = DOWNLOADS, lock_file: Path = LOCK_FILE) -> pd.DataFrame:
-    """Fetch (or find) the GRID clips `corpus.grid` asks for; one row per clip, sorted by utt_id."""
-    source = str(get(params, "corpus.grid.source", "sheffield"))
-    speakers = resolve_speakers(get(params, "corpus.grid.speakers", "all"))
-    sheffield = str(get(params, "corpus.grid.sheffield_url") or SHEFFIELD_URL).rstrip("/")
+def download(raw_dir: Path, cfg: GridConfig, downloads: Path, lock_file: Path) -> pd.DataFrame:
+    """Fetch (or find) the GRID clips `cfg` asks for; one row per clip, sorted by utt_id.
+
+    Archives go to `downloads` (outside DVC, so transfers resume), their sha256 to `lock_file`.
+    """
+    source = cfg.source
+    speakers = resolve_speakers(cfg.speakers)
+    sheffield = cfg.sheffield_url.rstrip("/")
     if source in ("sheffield", "zenodo"):
-        zenodo = str(get(params, "corpus.grid.zenodo_url") or ZENODO_URL).rstrip("/")
+        zenodo = cfg.zenodo_url.rstrip("/")
         video_base = sheffield if source == "sheffield" else zenodo
         if source == "zenodo":
             print("grid: videos from Zenodo, alignments from Sheffield (Zenodo's alignments.zip files them under the wrong speakers)")
@@ -63,9 +63,9 @@ def download(raw_dir: Path, params: dict[str, Any], downloads: Path = DOWNLOADS,
     return scan_local(Path(source), speakers)
 
 
-def resolve_speakers(value: Any) -> list[str]:
+def resolve_speakers(value: tuple[str, ...] | str) -> list[str]:
     """`all` or a list of GRID speaker ids, checked; s21 and unknown ids raise a `ValueError`."""
-    if value in (None, "all"):
+    if value == "all":
         return list(SPEAKERS)
     wanted = [str(s) for s in ([value] if isinstance(value, str) else value)]
     for speaker in wanted:

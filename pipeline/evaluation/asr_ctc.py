@@ -6,55 +6,64 @@ definition) -> two strided 1-D convolutions (4x fewer frames: 25 per second, one
 frame) -> 2-layer bidirectional GRU -> linear over the training vocabulary plus the CTC blank.
 Tokens are whole words: GRID and the demo corpus have small closed vocabularies, where words
 train in minutes on a CPU; a word not in the training transcripts can never be output.
-Decoding is greedy (best path, repeats merged, blanks dropped). The checkpoint with the lowest
-validation WER is kept.
+Decoding is greedy (best path, repeats merged, blanks dropped). It trains through the pipeline's
+one training loop (pipeline.training.loop) as a `CTCTask` whose step is one epoch; the epoch with
+the lowest validation WER is kept. The model directory (`model.pt` + card) is written like every
+other model's.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
+import sys
 from collections import Counter
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from pipeline.atomic import atomic_dir
 from pipeline.audio.io import resample
-from pipeline.audio.mel import MelConfig, log_mel
+from pipeline.audio.mel import AudioConfig, MelConfig, log_mel
+from pipeline.config import parse, to_plain
 from pipeline.evaluation.metrics import error_counts, normalize_text, rate
+from pipeline.executor import Executor, ExecutorConfig, Failure
+from pipeline.inference.card import ModelCard, require_kind
+from pipeline.inference.model_dir import WEIGHTS, inputs_digest, load_model_dir, save_model_dir, sha256_file
+from pipeline.layout import Layout
+from pipeline.shards import ShardReader, list_shards, unpack
+from pipeline.training.config import LoopConfig
+from pipeline.training.distributed import DistInfo
+from pipeline.training.loop import Trainer
+from pipeline.training.task import Context, Task, Validation
 
 BLANK = 0
 
 
+WEIGHT_DECAY = 1e-4
+CLIP_NORM = 5.0
+WARMUP_FRACTION = 0.15  # of the one-cycle schedule
+
+
 @dataclass(frozen=True)
 class CTCConfig:
-    """Architecture and training settings (params.yaml `asr.ctc`)."""
+    """params.yaml `asr.ctc`: architecture and training settings (SpecAugment's are fixed here)."""
 
-    conv_channels: int = 128
-    hidden: int = 128
-    layers: int = 2
-    dropout: float = 0.1
-    epochs: int = 100
-    batch_size: int = 8
-    lr: float = 5e-3
+    enabled: bool  # score with this ASR (the evaluation reads it; training does not)
+    conv_channels: int
+    hidden: int
+    layers: int
+    dropout: float
+    epochs: int  # the epoch with the lowest val WER is kept
+    batch_size: int
+    lr: float  # peak of a one-cycle schedule
+    device: str  # auto (CUDA when present) | cpu | cuda
     time_masks: int = 2  # SpecAugment-style masks: the ASR must not lean on any one band or instant
     time_mask_frames: int = 15
     freq_masks: int = 2
     freq_mask_bins: int = 10
-    seed: int = 0
-    device: str = "auto"
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "CTCConfig":
-        section = ((params.get("asr") or {}).get("ctc")) or {}
-        fields = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
-        fields.setdefault("seed", params.get("seed", cls.seed))
-        return cls(**fields)
 
 
 class CTCRecognizer(nn.Module):
@@ -115,10 +124,6 @@ def majority_sentence_wer(train_texts: Sequence[str], eval_texts: Sequence[str])
     return rate([c["word_errors"] for c in counts], [c["ref_words"] for c in counts])
 
 
-def _device(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
 def _batch(items: Sequence[tuple[np.ndarray, list[int]]]) -> tuple[torch.Tensor, ...]:
     lengths = torch.tensor([f.shape[1] for f, _ in items])
     feats = torch.zeros(len(items), items[0][0].shape[0], int(lengths.max()))
@@ -164,67 +169,162 @@ def transcribe_features(model: CTCRecognizer, feats: Sequence[np.ndarray], vocab
     return out
 
 
+Item = tuple[np.ndarray, list[int]]
+
+
+class CTCFeed:
+    """One batch per epoch: the whole training set, which the task orders and masks with its own generator."""
+
+    def __init__(self, items: list[Item], val_feats: list[np.ndarray], val_texts: list[str]):
+        self.items, self.val_feats, self.val_texts = items, val_feats, val_texts
+
+    def start(self, dist_info: DistInfo) -> None:
+        return None
+
+    def epoch(self, epoch: int, skip: int) -> list[dict[str, Any]]:
+        return [{"items": self.items}] if skip == 0 else []
+
+    def validation(self) -> list[dict[str, Any]] | None:
+        return [{"feats": self.val_feats, "texts": self.val_texts}] if self.val_feats else None
+
+
+class CTCTask(Task):
+    """The recogniser, AdamW with a one-cycle schedule; a step is one epoch of shuffled, masked batches.
+
+    Its dropout noise continues the initialisation's random stream (`reseed_after_build`), and
+    the validation keeps a copy of the weights of the epoch with the lowest WER (ties: the later).
+    """
+
+    reseed_after_build = False
+
+    def __init__(self, ctx: Context, cfg: CTCConfig, n_mels: int, vocab: Sequence[str], n_items: int, seed: int):
+        self.ctx, self.cfg, self.vocab = ctx, cfg, list(vocab)
+        self.gen = torch.Generator().manual_seed(seed)
+        model = CTCRecognizer(n_mels, len(self.vocab), cfg).to(ctx.device)
+        self.nets = {"asr": model}
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=WEIGHT_DECAY)
+        self.optimizers = {"asr": opt}
+        steps = cfg.epochs * ((n_items + cfg.batch_size - 1) // cfg.batch_size)
+        self.schedulers = {"asr": torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps,
+                                                                      pct_start=WARMUP_FRACTION)}
+        self.ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
+        items: list[Item] = batch["items"]
+        model, device = self.nets["asr"], self.ctx.device
+        order = torch.randperm(len(items), generator=self.gen).tolist()
+        total = 0.0
+        for i in range(0, len(order), self.cfg.batch_size):
+            feats, lengths, targets, target_lengths = _batch([items[j] for j in order[i : i + self.cfg.batch_size]])
+            feats = _mask(feats, lengths, self.cfg, self.gen)
+            lp, out_len = model(feats.to(device), lengths.to(device))
+            loss = self.ctc(lp.transpose(0, 1), targets.to(device), out_len, target_lengths.to(device))
+            total += self.optimize("asr", loss) * len(lengths)
+        return {"loss": total / len(items)}
+
+    def validate(self, batches: Iterator[dict[str, Any]]) -> Validation:
+        b = next(batches)
+        model = self.net("asr")
+        wer = evaluate_wer(model, b["feats"], b["texts"], self.vocab, self.ctx.device)
+        if self.best is None or wer <= self.best[0]:
+            self.best = (wer, self.ctx.step, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        return Validation({"wer": wer})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "gen": self.gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.gen.set_state(state["gen"])
+
+    def export(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The best epoch's weights (the last epoch's without a validation set)."""
+        model = self.net("asr")
+        if self.best is not None:
+            model.load_state_dict(self.best[2])
+        return model.cpu().state_dict(), {"best_epoch": self.best[1] if self.best else self.ctx.step,
+                                          "val_wer": self.best[0] if self.best else None}
+
+
 def train(train_set: Sequence[tuple[np.ndarray, str]], val_set: Sequence[tuple[np.ndarray, str]], cfg: CTCConfig,
-          log: Callable[[int, dict[str, float]], None] | None = None) -> tuple[CTCRecognizer, list[str], dict[str, Any]]:
-    """Train on (features, transcript) pairs; keep the epoch with the lowest validation WER.
+          seed: int, live_dir: str | os.PathLike[str] | None = None) -> tuple[CTCRecognizer, list[str], dict[str, Any]]:
+    """Train on (features, transcript) pairs through the training loop; keep the epoch with the lowest validation WER.
 
     Returns the model (on CPU), its vocabulary and a summary (best epoch, WERs, chance level).
-    `log(epoch, values)` receives each epoch's train loss and validation WER.
+    Each epoch's train loss and validation WER go to DVCLive in `live_dir` (train/loss, val/wer).
     """
     if not train_set:
         raise ValueError("no training utterances for the CTC ASR")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    device = _device(cfg.device)
     vocab = build_vocab([t for _, t in train_set])
     index = {w: i + 1 for i, w in enumerate(vocab)}
     items = [(f, [index[w] for w in normalize_text(t).split()]) for f, t in train_set]
-    model = CTCRecognizer(train_set[0][0].shape[0], len(vocab), cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    steps = cfg.epochs * ((len(items) + cfg.batch_size - 1) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.15)
-    ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
-    val_feats, val_texts = [f for f, _ in val_set], [t for _, t in val_set]
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = torch.randperm(len(items), generator=gen).tolist()
-        total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            feats, lengths, targets, target_lengths = _batch([items[j] for j in order[i : i + cfg.batch_size]])
-            feats = _mask(feats, lengths, cfg, gen)
-            lp, out_len = model(feats.to(device), lengths.to(device))
-            loss = ctc(lp.transpose(0, 1), targets.to(device), out_len, target_lengths.to(device))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(lengths)
-        values = {"train_loss": total / len(items)}
-        if val_set:
-            values["val_wer"] = evaluate_wer(model, val_feats, val_texts, vocab, device)
-        if log:
-            log(epoch, values)
-        score = values.get("val_wer", -epoch)  # without a validation split the last epoch is kept
-        if best is None or score <= best[0]:
-            best = (score, epoch, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-    assert best is not None
-    model.load_state_dict(best[2])
-    summary = {"best_epoch": best[1], "n_train": len(train_set), "n_val": len(val_set),
-               "val_wer": best[0] if val_set else None,
-               "val_chance_wer": majority_sentence_wer([t for _, t in train_set], val_texts) if val_set else None}
-    return model.cpu(), vocab, summary
+    feed = CTCFeed(items, [f for f, _ in val_set], [t for _, t in val_set])
+    loop = LoopConfig(steps=cfg.epochs, seed=seed, clip_norm=CLIP_NORM, amp=False, log_every=1, val_every=1,
+                      checkpoint_every=cfg.epochs, keep_checkpoints=1, device=cfg.device)
+    n_mels = train_set[0][0].shape[0]
+    trainer = Trainer(lambda ctx: CTCTask(ctx, cfg, n_mels, vocab, len(items), seed), loop, feed, None, live_dir,
+                      "", name="train_asr")
+    task = trainer.fit()
+    state, best = task.export()
+    model = task.net("asr")
+    summary = {"best_epoch": best["best_epoch"], "n_train": len(train_set), "n_val": len(val_set),
+               "val_wer": best["val_wer"],
+               "val_chance_wer": majority_sentence_wer([t for _, t in train_set], feed.val_texts) if val_set else None}
+    return model, vocab, summary
 
 
 def save(model_dir: str | os.PathLike[str], model: CTCRecognizer, vocab: Sequence[str], cfg: CTCConfig,
-         mel: MelConfig, summary: dict[str, Any]) -> Path:
-    """Write `model.pt` (state dict) and `config.json` (vocab, settings, summary) atomically."""
-    with atomic_dir(model_dir) as tmp:
-        torch.save(model.state_dict(), tmp / "model.pt")
-        config = {"vocab": list(vocab), "ctc": asdict(cfg), "mel": asdict(mel), "summary": summary}
-        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return Path(model_dir)
+         audio: AudioConfig, seed: int, summary: dict[str, Any], data: dict[str, Any] | None = None) -> Path:
+    """Write `model.pt` and the card (vocabulary, settings, summary) atomically."""
+    card = ModelCard("asr", None, "ctc", ("audio",), {"audio": to_plain(audio)},
+                     {"seed": seed, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+                      "weight_decay": WEIGHT_DECAY, "clip_norm": CLIP_NORM},
+                     data or {}, {"wer": summary["val_wer"]},
+                     {"vocab": list(vocab), "mel": to_plain(audio.mel), "summary": summary}, to_plain(cfg))
+    return save_model_dir(model_dir, model.state_dict(), card)
+
+
+def _features_of_shard(job: tuple[str, MelConfig]) -> list[tuple[np.ndarray, str]]:
+    path, mel = job
+    return [(features(np.array(unpack(r, "audio")), int(r["sample_rate"]), mel), r["transcript"])
+            for r in ShardReader(path).iter_rows(["audio", "sample_rate", "transcript"])]
+
+
+def load_split(roi_shards: Path, split: str, mel: MelConfig, executor: Executor) -> list[tuple[np.ndarray, str]]:
+    """Normalised features and transcripts of one ground-truth split, in shard order."""
+    out: list[tuple[np.ndarray, str]] = []
+    jobs = [(os.fspath(p), mel) for p in list_shards(roi_shards / split)]
+    for result in executor.imap(_features_of_shard, jobs, desc=f"asr features {split}"):
+        if isinstance(result, Failure):
+            raise RuntimeError(f"asr features ({split}): {result.message}")
+        out.extend(result)
+    return out
+
+
+@dataclass(frozen=True)
+class TrainAsrConfig:
+    """Stage `train_asr`: `asr.ctc`, `audio`, `seed` (and where feature extraction runs)."""
+
+    ctc: CTCConfig
+    audio: AudioConfig
+    seed: int
+    executor: ExecutorConfig
+
+
+def train_in_domain(cfg: TrainAsrConfig, layout: Layout) -> dict[str, Any]:
+    """Train the in-domain CTC ASR on the ground-truth `train` split, select on `val` -> models/asr/."""
+    executor = Executor.from_config(cfg.executor)
+    shards = layout.roi / "shards"
+    train_set = load_split(shards, "train", cfg.audio.mel, executor)
+    val_set = load_split(shards, "val", cfg.audio.mel, executor)
+    model, vocab, summary = train(train_set, val_set, cfg.ctc, cfg.seed, layout.asr_reports)
+    files = list_shards(shards / "train") + list_shards(shards / "val")
+    save(layout.asr, model, vocab, cfg.ctc, cfg.audio, cfg.seed, summary, {"train+val": inputs_digest(files)})
+    print(f"train_asr: {summary['n_train']} train / {summary['n_val']} val utterances, vocabulary {len(vocab)}, "
+          f"best epoch {summary['best_epoch']}: val WER {summary['val_wer']}% "
+          f"(most frequent training sentence: {summary['val_chance_wer']}%)", file=sys.stderr, flush=True)
+    return summary
 
 
 class CTCASR:
@@ -234,13 +334,13 @@ class CTCASR:
 
     def __init__(self, model_dir: str | os.PathLike[str]):
         self.model_dir = Path(model_dir)
-        config = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
-        self.vocab: list[str] = config["vocab"]
-        self.mel = MelConfig(**config["mel"])
-        self.summary: dict[str, Any] = config["summary"]
-        cfg = CTCConfig(**config["ctc"])
-        self.model = CTCRecognizer(self.mel.n_mels, len(self.vocab), cfg)
-        self.model.load_state_dict(torch.load(self.model_dir / "model.pt", map_location="cpu", weights_only=True))
+        state, card = load_model_dir(self.model_dir)
+        require_kind(card, ("asr",), self.model_dir)
+        self.vocab: list[str] = list(card.extra["vocab"])
+        self.mel = parse(MelConfig, card.extra["mel"], f"{self.model_dir} card extra.mel")
+        self.summary: dict[str, Any] = dict(card.extra["summary"])
+        self.model = CTCRecognizer(self.mel.n_mels, len(self.vocab), parse(CTCConfig, card.model, f"{self.model_dir} card model"))
+        self.model.load_state_dict(state)
         self.model.eval()
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> str:
@@ -250,7 +350,7 @@ class CTCASR:
 
     def identity(self) -> dict[str, Any]:
         """Model file hash, vocabulary size and its own validation WER, for the metrics files."""
-        digest = hashlib.sha256((self.model_dir / "model.pt").read_bytes()).hexdigest()
+        digest = sha256_file(self.model_dir / WEIGHTS)
         return {"name": "in-domain word CTC (conv + BiGRU, trained on the corpus's ground-truth train audio)",
                 "model_sha256": digest, "vocab_size": len(self.vocab), **{k: self.summary.get(k) for k in
                 ("n_train", "val_wer", "val_chance_wer", "best_epoch")}}

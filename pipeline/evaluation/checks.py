@@ -8,7 +8,6 @@ output and its metrics should show the damage.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -37,20 +36,13 @@ class Issue:
 
 @dataclass(frozen=True)
 class CheckConfig:
-    """Thresholds of the input checks (params.yaml `evaluate.checks`)."""
+    """Thresholds of the input checks: params.yaml `evaluate.checks`, plus `audio.sample_rate`."""
 
-    sample_rate: int = 16000
-    min_seconds: float = 0.5  # STOI needs ~30 frames of 25.6 ms after silence removal; PESQ 1/4 s
-    silence_dbfs: float = -60.0  # RMS below this (re. full scale 1.0) counts as silence
-    clip_fraction: float = 0.01  # share of samples on flat runs at the extremes; GRID's own audio has up to 0.3%
-    length_tolerance_s: float = 0.05  # hypothesis may differ from the reference by this much; it is then cut/padded
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "CheckConfig":
-        section = ((params.get("evaluate") or {}).get("checks")) or {}
-        sr = (params.get("audio") or {}).get("sample_rate", cls.sample_rate)
-        fields = {k: section[k] for k in cls.__dataclass_fields__ if k in section}
-        return cls(sample_rate=int(sr), **{k: v for k, v in fields.items() if k != "sample_rate"})
+    sample_rate: int  # the rate every metric is defined at
+    min_seconds: float  # STOI needs ~30 frames of 25.6 ms after silence removal; PESQ 1/4 s
+    silence_dbfs: float  # RMS below this (re. full scale 1.0) counts as silence
+    clip_fraction: float  # share of samples on flat runs at the extremes; GRID's own audio has up to 0.3%
+    length_tolerance_s: float  # hypothesis may differ from the reference by this much; it is then cut/padded
 
 
 def clipped_fraction(audio: np.ndarray) -> float:

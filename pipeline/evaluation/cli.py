@@ -1,9 +1,10 @@
 """`v2s score`: every metric of one synthesised wav against its reference, as one JSON line.
 
-The same checks, metrics and ASRs as the `evaluate` stage (settings from `params.yaml` when
-present in the working directory, the defaults otherwise). Nothing is resampled: a file at
-another rate than `audio.sample_rate` is reported, not silently converted. Exit status 0 when
-the pair was scored, 1 when an input check left it unscored (the JSON line says why).
+The same scoring function, checks, metrics and ASRs as the `evaluate` stages, with the settings
+of `params.yaml` in the working directory (the repository's own when there is none). Nothing
+is resampled: a file at another rate than `audio.sample_rate` is reported, not silently
+converted. Exit status 0 when the pair was scored, 1 when an input check left it unscored (the
+JSON line says why), 2 when `params.yaml` does not parse.
 """
 from __future__ import annotations
 
@@ -11,20 +12,21 @@ import argparse
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from pipeline.audio.io import fit_length, to_mono
-from pipeline.audio.mel import MelConfig
-from pipeline.config import PARAMS_FILE, load_params
-from pipeline.evaluation.asr_sphinx import GridSphinxASR, SphinxConfig
-from pipeline.evaluation.asr_sphinx import identity as sphinx_identity
-from pipeline.evaluation.checks import CheckConfig, blocks_scoring, check_pair
-from pipeline.evaluation.metrics import error_counts, signal_metrics
+from pipeline.audio.io import to_mono
+from pipeline.config import PARAMS_FILE, ConfigError, Params, load_params
+from pipeline.evaluation.config import ScoringConfig, scoring_config
+from pipeline.evaluation.evaluate import Settings, asr_identity, has_ctc_model, score_pair
 from pipeline.evaluation.versions import collect
+
+# Where the defaults live when the working directory has no params.yaml: the repository's own.
+REPO_PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,42 +54,37 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def score_files(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+def score_files(args: argparse.Namespace, scoring: ScoringConfig) -> dict[str, Any]:
     """The JSON object `v2s score` prints."""
-    mel, checks = MelConfig.from_params(params), CheckConfig.from_params(params)
+    # The command line chooses the ASRs: sphinx unless --no-sphinx, the CTC model when its directory holds one.
+    ctc_dir = args.asr_model if has_ctc_model(args.asr_model) else None
+    s = Settings(scoring.mel, scoring.checks, None if args.no_sphinx else scoring.sphinx,
+                 None if ctc_dir is None else os.fspath(ctc_dir), None)
     ref, ref_sr = _read(args.ref)
     hyp, hyp_sr = _read(args.hyp)
-    issues = check_pair(ref, ref_sr, hyp, hyp_sr, checks)
-    asrs: dict[str, Any] = {}
-    if not args.no_sphinx:
-        sphinx_cfg = SphinxConfig.from_params(params)
-        asrs["sphinx"] = (sphinx_identity(sphinx_cfg), GridSphinxASR(sphinx_cfg))
-    if (args.asr_model / "config.json").is_file():
-        from pipeline.evaluation.asr_ctc import CTCASR
-
-        ctc = CTCASR(args.asr_model)
-        asrs["ctc"] = (ctc.identity(), ctc)
-    out: dict[str, Any] = {"ref": os.fspath(args.ref), "hyp": os.fspath(args.hyp), "scored": not blocks_scoring(issues),
-                           "issues": [str(i) for i in issues]}
-    if out["scored"]:
-        hyp, _ = fit_length(hyp, len(ref))
-        scores, errors = signal_metrics(ref, hyp, ref_sr, mel)
-        out.update(scores)
-        out["issues"] += errors
+    result = score_pair(ref, ref_sr, hyp, hyp_sr, args.text, s)
+    out: dict[str, Any] = {"ref": os.fspath(args.ref), "hyp": os.fspath(args.hyp), "scored": result.scored,
+                           "issues": [str(i) for i in result.issues]}
+    if result.scored:
+        out.update(result.metrics)
+        out["issues"] += result.metric_errors
         out["asr"] = {}
-        for name, (_, asr) in asrs.items():
-            text = asr.transcribe(hyp, hyp_sr)
+        for name, text in result.transcripts.items():
             entry: dict[str, Any] = {"transcript": text}
-            if args.text:
-                c = error_counts(args.text, text)
+            if name in result.errors:
+                c = result.errors[name]
                 entry.update(wer=100.0 * c["word_errors"] / c["ref_words"], cer=100.0 * c["char_errors"] / c["ref_chars"])
             out["asr"][name] = entry
-    out["versions"] = collect(params, None, {name: ident for name, (ident, _) in asrs.items()})
+    out["versions"] = collect(s.mel, s.checks, None, {name: asr_identity(name, s) for name in s.asrs})
     return _clean(out)
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params() if PARAMS_FILE.is_file() else {}
-    result = score_files(args, params)
+    try:
+        scoring = scoring_config(Params(load_params(PARAMS_FILE if PARAMS_FILE.is_file() else REPO_PARAMS)))
+    except ConfigError as exc:
+        print(f"v2s score: {exc}", file=sys.stderr)
+        return 2
+    result = score_files(args, scoring)
     print(json.dumps(result, sort_keys=False))
     return 0 if result["scored"] else 1

@@ -1,7 +1,7 @@
 """Score a system against the ground truth, utterance by utterance, with the same code for every row.
 
-A system is a V2A variant (its synthesis in `data/synth/<variant>/`) or one of the reference
-rows built here from the ground truth:
+A system is any trained model's synthesis in `data/synth/<system>/` (its model card says what
+it is), or one of the reference rows built here from the ground truth:
 
 - `ground_truth`: the real audio against itself. Signal metrics are perfect by definition;
   its WER is each ASR's floor on this corpus.
@@ -13,20 +13,21 @@ rows built here from the ground truth:
   held over the utterance's length and vocoded. What a model scores above it, it learned
   from the lips.
 
-Every (reference, hypothesis) pair passes the input checks first; an unscorable pair is
-kept as a row with its issues and NaN metrics, and counted. Scoring runs per utterance
-through the shared `Executor` (process pool or Dask); ASRs and the vocoder are loaded once
-per worker.
+Every (reference, hypothesis) pair is scored by `score_pair`, which `v2s score` uses too: the
+input checks first; an unscorable pair is kept as a row with its issues and NaN metrics, and
+counted. Scoring runs per utterance through the shared `Executor` (process pool or Dask);
+ASRs and the vocoder are loaded once per worker.
 """
 from __future__ import annotations
 
 import json
 import os
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,13 +39,15 @@ from pipeline.audio.mel import MelConfig, log_mel
 from pipeline.evaluation.asr_ctc import CTCASR
 from pipeline.evaluation.asr_sphinx import GridSphinxASR, SphinxConfig, in_grammar
 from pipeline.evaluation.asr_sphinx import identity as sphinx_identity
-from pipeline.evaluation.checks import CheckConfig, blocks_scoring, check_pair
+from pipeline.evaluation.checks import CheckConfig, Issue, blocks_scoring, check_pair
+from pipeline.evaluation.config import ScoringConfig
 from pipeline.evaluation.metrics import SIGNAL_METRICS, error_counts, reference_lengths, signal_metrics
 from pipeline.evaluation.summary import summarize
 from pipeline.executor import Executor, Failure
+from pipeline.inference.card import card_path
+from pipeline.layout import Layout
 from pipeline.shards import ShardReader, list_shards, pack, unpack, write_shard
 
-SPLITS = ("test", "unseen")
 REFERENCES: dict[str, str] = {
     "ground_truth": "ground-truth audio scored against itself: the ASRs' floor",
     "vocoder_ceiling": "ground-truth log-mel through the vocoder: the ceiling of a mel-predicting model",
@@ -63,9 +66,32 @@ class Settings:
     ctc_dir: str | None
     vocoder_dir: str | None
 
+    @classmethod
+    def of(cls, scoring: ScoringConfig, ctc_dir: str | os.PathLike[str] | None,
+           vocoder_dir: str | os.PathLike[str] | None = None) -> Settings:
+        """Settings of `scoring`; `ctc_dir` None leaves the in-domain ASR out whatever `scoring.ctc` says."""
+        return cls(scoring.mel, scoring.checks, scoring.sphinx if scoring.sphinx.enabled else None,
+                   os.fspath(ctc_dir) if ctc_dir is not None else None,
+                   os.fspath(vocoder_dir) if vocoder_dir is not None else None)
+
     @property
     def asrs(self) -> tuple[str, ...]:
         return tuple(n for n, on in (("sphinx", self.sphinx is not None), ("ctc", self.ctc_dir is not None)) if on)
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """The scores of one (reference, hypothesis) pair: input issues, metrics, what each ASR heard."""
+
+    issues: list[Issue]
+    metric_errors: list[str]  # metrics that could not be computed (NaN in `metrics`)
+    metrics: dict[str, float]  # empty when an issue blocks scoring
+    transcripts: dict[str, str]  # per ASR
+    errors: dict[str, dict[str, int]]  # per ASR: word and character edit counts, when a reference text is given
+
+    @property
+    def scored(self) -> bool:
+        return not blocks_scoring(self.issues)
 
 
 @dataclass(frozen=True)
@@ -96,9 +122,14 @@ def _ctc(model_dir: str) -> CTCASR:
     return CTCASR(model_dir)
 
 
+def has_ctc_model(model_dir: str | os.PathLike[str]) -> bool:
+    """Whether `model_dir` holds an exported model (`train_asr` writes the in-domain CTC ASR there)."""
+    return card_path(model_dir).is_file()
+
+
 @lru_cache(maxsize=2)
 def _vocoder(vocoder_dir: str | None, mel: MelConfig) -> Any:
-    from pipeline.training.inference import load_vocoder
+    from pipeline.inference.vocoder import load_vocoder
 
     return load_vocoder(vocoder_dir, mel, "cpu")  # CPU: same bytes on every worker and machine
 
@@ -122,6 +153,28 @@ def hypothesis(task: Task) -> np.ndarray | None:
     return task.hyp
 
 
+def asr(name: str, s: Settings) -> Any:
+    """The ASR `name` of these settings, loaded once per process."""
+    return _sphinx(s.sphinx) if name == "sphinx" else _ctc(s.ctc_dir)
+
+
+def score_pair(ref: np.ndarray, ref_sr: int, hyp: np.ndarray, hyp_sr: int, transcript: str | None,
+               s: Settings) -> PairScore:
+    """Check, then score, one hypothesis against its reference: the one scoring function of the pipeline.
+
+    The hypothesis is cut or zero-padded to the reference's length (the checks refuse larger
+    differences than `length_tolerance_s`); `transcript` None skips the error counts.
+    """
+    issues = check_pair(ref, ref_sr, hyp, hyp_sr, s.checks)
+    if blocks_scoring(issues):
+        return PairScore(issues, [], {}, {}, {})
+    hyp, _ = fit_length(np.asarray(hyp, dtype=np.float32), len(ref))
+    metrics, metric_errors = signal_metrics(ref, hyp, hyp_sr, s.mel)
+    transcripts = {name: asr(name, s).transcribe(hyp, hyp_sr) for name in s.asrs}
+    errors = {} if transcript is None else {k: error_counts(transcript, t) for k, t in transcripts.items()}
+    return PairScore(issues, metric_errors, metrics, transcripts, errors)
+
+
 def score(task: Task) -> dict[str, Any]:
     """All metrics of one utterance, or its issues and NaN metrics when it cannot be scored."""
     s = task.settings
@@ -132,27 +185,24 @@ def score(task: Task) -> dict[str, Any]:
     if hyp is None:
         row.update(scored=False, issues="hypothesis missing: no synthesis for this utterance", issue_kinds=["missing"])
         return _blank(row, s)
-    issues = check_pair(task.ref, task.ref_sr, hyp, sr, s.checks)
-    row.update(issues="; ".join(map(str, issues)), issue_kinds=sorted({i.kind for i in issues}))
+    result = score_pair(task.ref, task.ref_sr, hyp, sr, task.transcript, s)
+    row.update(issues="; ".join(map(str, result.issues)), issue_kinds=sorted({i.kind for i in result.issues}))
     if task.keep_audio:  # kept as produced, unscored or not: a broken output is worth hearing
         row["_audio"] = (np.asarray(hyp, dtype=np.float32), sr)
-    if blocks_scoring(issues):
+    if not result.scored:
         row["scored"] = False
         return _blank(row, s)
-    hyp, _ = fit_length(np.asarray(hyp, dtype=np.float32), len(task.ref))
-    scores, errors = signal_metrics(task.ref, hyp, sr, s.mel)
-    if errors:
-        row["issues"] = "; ".join(filter(None, [row["issues"], *errors]))
+    if result.metric_errors:
+        row["issues"] = "; ".join(filter(None, [row["issues"], *result.metric_errors]))
         row["issue_kinds"] = sorted(set(row["issue_kinds"]) | {"metric_error"})
-    row.update(scored=True, **scores)
-    n_words, n_chars = reference_lengths(task.transcript)
+    row.update(scored=True, **result.metrics)
+    # word counts only matter for WER: without an ASR, a corpus without transcripts still scores
+    n_words, n_chars = reference_lengths(task.transcript) if s.asrs else (np.nan, np.nan)
     row.update(ref_words=n_words, ref_chars=n_chars)
     for name in s.asrs:
-        asr = _sphinx(s.sphinx) if name == "sphinx" else _ctc(s.ctc_dir)
-        text = asr.transcribe(hyp, sr)
-        c = error_counts(task.transcript, text)
-        row.update({f"hyp_{name}": text, f"word_errors_{name}": c["word_errors"], f"char_errors_{name}": c["char_errors"],
-                    f"wer_{name}": 100.0 * c["word_errors"] / c["ref_words"]})
+        c = result.errors[name]
+        row.update({f"hyp_{name}": result.transcripts[name], f"word_errors_{name}": c["word_errors"],
+                    f"char_errors_{name}": c["char_errors"], f"wer_{name}": 100.0 * c["word_errors"] / c["ref_words"]})
     return row
 
 
@@ -261,16 +311,16 @@ def run(system: str, shards: dict[str, list[Path]], synth_dir: Path | None, sett
     return pd.DataFrame(rows).sort_values("utt_id", ignore_index=True), samples
 
 
-def write_outputs(system: str, df: pd.DataFrame, samples: list[dict[str, Any]], info: dict[str, Any],
-                  eval_dir: Path, metrics_dir: Path, plots_dir: Path, splits: Sequence[str], asrs: Sequence[str]) -> dict[str, Any]:
+def write_outputs(system: str, df: pd.DataFrame, samples: list[dict[str, Any]], info: dict[str, Any], layout: Layout,
+                  splits: Sequence[str], asrs: Sequence[str]) -> dict[str, Any]:
     """Per-utterance parquet, report samples, metrics JSON (headline per split) and distribution CSVs."""
-    with atomic_path(eval_dir / f"{system}.parquet") as tmp:
+    with atomic_path(layout.eval(system)) as tmp:
         df.to_parquet(tmp, index=False)
     if samples:
-        write_shard(eval_dir / "samples" / f"{system}.parquet", sorted(samples, key=lambda r: r["utt_id"]))
+        write_shard(layout.eval_samples(system), sorted(samples, key=lambda r: r["utt_id"]))
     metrics = {**summarize(df, splits, asrs), **info}
-    write_text(metrics_dir / f"{system}.json", json.dumps(metrics, indent=2, sort_keys=False) + "\n")
-    with atomic_dir(plots_dir / system) as tmp:
+    write_text(layout.metrics(system), json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+    with atomic_dir(layout.plots(system)) as tmp:
         for split in splits:
             part = df[(df["split"] == split) & df["scored"]]
             for key in [*SIGNAL_METRICS, *(f"wer_{a}" for a in asrs)]:
@@ -288,11 +338,14 @@ def references_in_grammar(shards: dict[str, list[Path]]) -> float:
     return float(np.mean([in_grammar(t) for t in texts])) if texts else float("nan")
 
 
+def asr_identity(name: str, s: Settings) -> dict[str, Any]:
+    """Name, version and hashes of one ASR of these settings."""
+    return sphinx_identity(s.sphinx) if name == "sphinx" else _ctc(s.ctc_dir).identity()
+
+
 def asr_identities(settings: Settings, shards: dict[str, list[Path]]) -> dict[str, Any]:
     """The named ASRs of a run with their hashes, for the metrics files."""
-    out: dict[str, Any] = {}
-    if settings.sphinx is not None:
-        out["sphinx"] = {**sphinx_identity(settings.sphinx), "references_in_grammar": references_in_grammar(shards)}
-    if settings.ctc_dir is not None:
-        out["ctc"] = _ctc(settings.ctc_dir).identity()
+    out = {name: asr_identity(name, settings) for name in settings.asrs}
+    if "sphinx" in out:
+        out["sphinx"]["references_in_grammar"] = references_in_grammar(shards)
     return out

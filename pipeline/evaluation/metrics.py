@@ -48,13 +48,13 @@ def stoi(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, extended: bool = Fa
     return float(_stoi(_f64(ref), _f64(hyp), sample_rate, extended=extended))
 
 
-def mel_cepstra(audio: np.ndarray, cfg: MelConfig = MelConfig(), n_ceps: int = N_CEPSTRA) -> np.ndarray:
+def mel_cepstra(audio: np.ndarray, cfg: MelConfig, n_ceps: int = N_CEPSTRA) -> np.ndarray:
     """Cepstra c1..c_n (c0 dropped) per frame: (n_ceps, frames) from the shared log-mel."""
     spectrum = log_mel(audio, cfg)
     return scipy.fft.dct(spectrum, type=2, axis=0)[1 : n_ceps + 1] / spectrum.shape[0]
 
 
-def mcd(ref: np.ndarray, hyp: np.ndarray, cfg: MelConfig = MelConfig(), n_ceps: int = N_CEPSTRA) -> float:
+def mcd(ref: np.ndarray, hyp: np.ndarray, cfg: MelConfig, n_ceps: int = N_CEPSTRA) -> float:
     """Mel-cepstral distortion in dB over frame-aligned signals (see module docstring)."""
     cr, ch = mel_cepstra(ref, cfg, n_ceps), mel_cepstra(hyp, cfg, n_ceps)
     n = min(cr.shape[1], ch.shape[1])
@@ -62,7 +62,7 @@ def mcd(ref: np.ndarray, hyp: np.ndarray, cfg: MelConfig = MelConfig(), n_ceps: 
     return float(10.0 / np.log(10.0) * dist.mean())
 
 
-def signal_metrics(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, cfg: MelConfig = MelConfig()) -> tuple[dict[str, float], list[str]]:
+def signal_metrics(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, cfg: MelConfig) -> tuple[dict[str, float], list[str]]:
     """PESQ, STOI, ESTOI and MCD of `hyp` (cut/padded to the reference length) against `ref`.
 
     Returns the scores and a list of errors: a metric that cannot be computed (e.g. PESQ

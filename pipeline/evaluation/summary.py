@@ -6,13 +6,14 @@ in as zeros.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline.evaluation.checks import FLAG_ONLY, ISSUE_KINDS
-from pipeline.evaluation.metrics import SIGNAL_METRICS, rate
+from pipeline.evaluation.metrics import SIGNAL_METRICS
 
 ASRS = ("sphinx", "ctc")
 BOOTSTRAP = 1000  # resamples for the 95% intervals
@@ -33,9 +34,9 @@ def _ratio(df: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, float]:
         v = df[key].to_numpy(dtype=float)
         ok = np.isfinite(v)
         return np.where(ok, v, 0.0), ok.astype(float), 1.0
-    kind, asr = key.split("_", 1)
-    errors = df[f"{'word' if kind == 'wer' else 'char'}_errors_{asr}"].to_numpy(dtype=float)
-    total = df["ref_words" if kind == "wer" else "ref_chars"].to_numpy(dtype=float)
+    unit = "word" if key.startswith("wer_") else "char"
+    errors = df[f"{unit}_errors_{key.split('_', 1)[1]}"].to_numpy(dtype=float)
+    total = df[f"ref_{unit}s"].to_numpy(dtype=float)
     ok = np.isfinite(errors)
     return np.where(ok, errors, 0.0), np.where(ok, total, 0.0), 100.0
 

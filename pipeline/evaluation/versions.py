@@ -11,7 +11,6 @@ from dataclasses import asdict
 from typing import Any
 
 from pipeline.audio.mel import MelConfig
-from pipeline.config import get
 from pipeline.evaluation.checks import CheckConfig
 from pipeline.video.probe import ffmpeg_version
 
@@ -29,18 +28,12 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def protocol_of(params: dict[str, Any], corpus: str) -> str:
-    """The split protocol the corpus was prepared with (`corpus.<name>.protocol`)."""
-    return str(get(params, f"corpus.{corpus}.protocol", "unknown"))
+def collect(mel: MelConfig, checks: CheckConfig, corpus: tuple[str, str] | None, asr: dict[str, Any]) -> dict[str, Any]:
+    """The `versions` block of a metrics file: packages, audio settings, corpus and protocol, ASRs.
 
-
-def collect(params: dict[str, Any], corpus: str | None, asr: dict[str, Any]) -> dict[str, Any]:
-    """The `versions` block of a metrics file: packages, audio settings, corpus, protocol, ASRs.
-
-    `corpus=None` (a pair of files scored by `v2s score`) leaves corpus and protocol out.
+    `corpus` is `(name, protocol)`; None (a pair of files scored by `v2s score`) leaves both out.
     """
-    mel = MelConfig.from_params(params)
     out: dict[str, Any] = {"packages": package_versions(), "sample_rate": mel.sample_rate}
     if corpus is not None:
-        out.update(corpus=corpus, protocol=protocol_of(params, corpus))
-    return {**out, "mel": asdict(mel), "checks": asdict(CheckConfig.from_params(params)), "asr": asr}
+        out.update(corpus=corpus[0], protocol=corpus[1])
+    return {**out, "mel": asdict(mel), "checks": asdict(checks), "asr": asr}

@@ -14,13 +14,12 @@ import numpy as np
 
 @dataclass(frozen=True)
 class KMeansConfig:
-    """MiniBatchKMeans settings (fairseq's defaults)."""
+    """MiniBatchKMeans settings (`units.kmeans` in params.yaml; fairseq's values there)."""
 
-    clusters: int = 200
-    batch_size: int = 10000
-    max_iter: int = 100
-    n_init: int = 20
-    max_no_improvement: int = 100
+    batch_size: int
+    max_iter: int
+    n_init: int
+    max_no_improvement: int
 
 
 @dataclass(frozen=True)
@@ -32,14 +31,14 @@ class KMeansFit:
     frames: int
 
 
-def fit_kmeans(frames: np.ndarray, cfg: KMeansConfig, seed: int) -> KMeansFit:
-    """Fit `cfg.clusters` centroids to `frames` (N, D); needs at least as many frames as clusters."""
+def fit_kmeans(frames: np.ndarray, cfg: KMeansConfig, clusters: int, seed: int) -> KMeansFit:
+    """Fit `clusters` centroids to `frames` (N, D); needs at least as many frames as clusters."""
     from sklearn.cluster import MiniBatchKMeans
 
-    if frames.ndim != 2 or len(frames) < cfg.clusters:
-        raise ValueError(f"k-means needs at least units.clusters={cfg.clusters} frames to fit, got {len(frames)}: "
+    if frames.ndim != 2 or len(frames) < clusters:
+        raise ValueError(f"k-means needs at least units.clusters={clusters} frames to fit, got {len(frames)}: "
                          "lower units.clusters or raise units.fit_fraction / units.max_fit_frames")
-    km = MiniBatchKMeans(n_clusters=cfg.clusters, init="k-means++", max_iter=cfg.max_iter, batch_size=cfg.batch_size,
+    km = MiniBatchKMeans(n_clusters=clusters, init="k-means++", max_iter=cfg.max_iter, batch_size=cfg.batch_size,
                          tol=0.0, max_no_improvement=cfg.max_no_improvement, n_init=cfg.n_init,
                          reassignment_ratio=0.0, compute_labels=False, random_state=seed)
     x = np.ascontiguousarray(frames, dtype=np.float32)
@@ -55,10 +54,10 @@ def assign(frames: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return dist.argmin(axis=1)
 
 
-def describe(cfg: KMeansConfig, fit: KMeansFit, seed: int) -> dict[str, Any]:
+def describe(cfg: KMeansConfig, clusters: int, fit: KMeansFit, seed: int) -> dict[str, Any]:
     """The fit's settings and result, for the stage's metadata."""
     import sklearn
 
     return {"algorithm": "sklearn.cluster.MiniBatchKMeans", "sklearn": sklearn.__version__, "seed": seed,
-            "clusters": cfg.clusters, "batch_size": cfg.batch_size, "max_iter": cfg.max_iter, "n_init": cfg.n_init,
+            "clusters": clusters, "batch_size": cfg.batch_size, "max_iter": cfg.max_iter, "n_init": cfg.n_init,
             "max_no_improvement": cfg.max_no_improvement, "frames": fit.frames, "inertia": fit.inertia}

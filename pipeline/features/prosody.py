@@ -18,17 +18,27 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from pipeline.atomic import atomic_dir, write_text
 from pipeline.audio.mel import MelConfig, log_mel
 from pipeline.executor import Executor, Failure
-from pipeline.features.stage import (FEATURES, ROI_SHARDS, Outcome, Result, UttKey, Utterance, fit_frames, index_roi,
-                                     map_batches, per_utterance, write_aligned)
+from pipeline.features.stage import (
+    Outcome,
+    Result,
+    Utterance,
+    UttKey,
+    fit_frames,
+    index_roi,
+    map_batches,
+    per_utterance,
+    write_aligned,
+)
 from pipeline.shards import pack, unpack
 
 
@@ -36,15 +46,10 @@ from pipeline.shards import pack, unpack
 class ProsodyConfig:
     """The `prosody:` section of params.yaml: pYIN's search range and window, and the silence gate."""
 
-    fmin: float = 60.0
-    fmax: float = 400.0
-    frame_length: int = 1024
-    silence_db: float = 35.0
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "ProsodyConfig":
-        section = params.get("prosody", {}) or {}
-        return cls(**{k: type(getattr(cls, k))(section[k]) for k in cls.__dataclass_fields__ if k in section})
+    fmin: float  # pYIN F0 search range, Hz
+    fmax: float
+    frame_length: int  # pYIN window in samples at audio.sample_rate
+    silence_db: float  # frames this far below the utterance's loudest mel frame are unvoiced
 
 
 def energy(audio: np.ndarray, mel: MelConfig) -> np.ndarray:
@@ -125,8 +130,7 @@ def _collect_train(results: Iterable[tuple[UttKey, Result]], stats: SpeakerStats
         yield key, result
 
 
-def run_prosody(mel: MelConfig, cfg: ProsodyConfig, executor: Executor, roi_root: str | Path = ROI_SHARDS,
-                out_root: str | Path = FEATURES / "prosody") -> Outcome:
+def run_prosody(mel: MelConfig, cfg: ProsodyConfig, executor: Executor, roi_root: str | Path, out_root: str | Path) -> Outcome:
     """F0, voicing and energy of every utterance in aligned shards, plus train statistics in `prosody.json`."""
     keys = index_roi(roi_root)
     task = per_utterance(functools.partial(prosody, mel=mel, cfg=cfg))

@@ -20,16 +20,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from pipeline.atomic import atomic_dir, write_text
 from pipeline.executor import Executor, Failure
-from pipeline.features.stage import (FEATURES, ROI_SHARDS, Outcome, Result, UttKey, Utterance, index_roi,
-                                     map_batches, per_utterance, write_aligned)
+from pipeline.features.stage import (
+    Outcome,
+    Result,
+    Utterance,
+    UttKey,
+    index_roi,
+    map_batches,
+    per_utterance,
+    write_aligned,
+)
 from pipeline.shards import pack
 
 EMBED_DIM = 256
@@ -37,6 +46,17 @@ ENCODER_SAMPLE_RATE = 16000
 TRAIN_RULES = ("train_mean_excluding_target", "train_mean")
 
 _ENCODER: Any = None
+
+
+@dataclass(frozen=True)
+class SpeakersConfig:
+    """The `speakers:` section of params.yaml."""
+
+    references: int  # utterances averaged per target of a speaker without train utterances (never the target)
+
+    def __post_init__(self) -> None:
+        if self.references < 1:
+            raise ValueError(f"speakers.references={self.references}: must be at least 1")
 
 
 def voice_encoder() -> Any:
@@ -144,15 +164,12 @@ def _rows(keys: list[UttKey], own: dict[str, Result], cond: dict[str, Conditioni
                         "conditioning_rule": c.rule, "references": list(c.references)}
 
 
-def run_speakers(executor: Executor, references: int = 5, seed: int = 0, roi_root: str | Path = ROI_SHARDS,
-                 out_root: str | Path = FEATURES / "speakers") -> Outcome:
+def run_speakers(cfg: SpeakersConfig, seed: int, executor: Executor, roi_root: str | Path, out_root: str | Path) -> Outcome:
     """Embed every utterance, derive leakage-free conditioning, write aligned shards and `speakers.json`."""
-    if references < 1:
-        raise ValueError(f"speakers.references={references}: must be at least 1")
     keys = index_roi(roi_root)
     own = {k.utt_id: r for k, r in map_batches(per_utterance(_embed_utterance), roi_root, keys, executor, desc="speakers")}
     embeddings = {u: r["embedding"] for u, r in own.items() if not isinstance(r, Failure)}
-    cond = conditioning(keys, embeddings, references, seed)
+    cond = conditioning(keys, embeddings, cfg.references, seed)
     train_sets: dict[str, list[str]] = {}
     for k in keys:
         if k.split == "train" and k.utt_id in embeddings:
@@ -167,7 +184,7 @@ def run_speakers(executor: Executor, references: int = 5, seed: int = 0, roi_roo
                         "conditioning_rule": "train_mean_excluding_target | train_mean | references",
                         "references": "utterances averaged, for rule `references`; for the train rules they are "
                                       "train_utterances[speaker] below, minus the target"},
-            "references_per_unseen_target": references, "seed": seed,
+            "references_per_unseen_target": cfg.references, "seed": seed,
             "train_utterances": {s: sorted(u) for s, u in sorted(train_sets.items())},
             **outcome.summary(),
         }

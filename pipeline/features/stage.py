@@ -12,11 +12,12 @@ from __future__ import annotations
 import functools
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from math import ceil
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -25,8 +26,6 @@ from pipeline.audio.io import resample
 from pipeline.executor import Executor, Failure
 from pipeline.shards import ShardReader, list_shards, unpack, write_shard
 
-ROI_SHARDS = Path("data/roi/shards")
-FEATURES = Path("data/features")
 # Above this share of failed utterances a stage exits non-zero (after writing its outputs, so
 # the failures can be read): a feature stage that loses a tenth of the corpus is broken.
 MAX_FAILED_FRACTION = 0.1
@@ -66,7 +65,7 @@ Result = dict[str, Any] | Failure
 BatchFn = Callable[[list[Utterance]], list[Result]]
 
 
-def index_roi(root: str | Path = ROI_SHARDS) -> list[UttKey]:
+def index_roi(root: str | Path) -> list[UttKey]:
     """Every utterance of the roi shards under `root`, in shard and row order."""
     root = Path(root)
     shards = list_shards(root)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -25,46 +25,43 @@ from pipeline.executor import Executor, Failure
 from pipeline.features import mfcc
 from pipeline.features.hubert import FRAME_RATE, SAMPLE_RATE, HubertSpec, hubert_extractor
 from pipeline.features.kmeans import KMeansConfig, assign, describe, fit_kmeans
-from pipeline.features.stage import (FEATURES, ROI_SHARDS, Outcome, Result, UttKey, Utterance, fit_frames,
-                                     index_roi, map_batches, write_aligned)
+from pipeline.features.stage import (
+    Outcome,
+    Result,
+    Utterance,
+    UttKey,
+    fit_frames,
+    index_roi,
+    map_batches,
+    write_aligned,
+)
 from pipeline.shards import pack
-
-SOURCES = ("mfcc", "hubert")
 
 
 @dataclass(frozen=True)
 class UnitsConfig:
-    """The `units:` section of params.yaml (plus the global seed)."""
+    """The `units:` section of params.yaml."""
 
-    source: str = "mfcc"
-    fit_fraction: float = 1.0
-    max_fit_frames: int = 200_000
-    batch_size: int = 8
-    seed: int = 0
-    kmeans: KMeansConfig = field(default_factory=KMeansConfig)
-    hubert: HubertSpec = field(default_factory=HubertSpec)
+    source: Literal["mfcc", "hubert"]
+    checkpoint: str  # for source hubert: a hub id or a local directory
+    layer: int  # HuBERT transformer layer whose output is clustered
+    clusters: int
+    fit_fraction: float  # share of TRAIN utterances whose frames fit k-means ...
+    max_fit_frames: int  # ... stopping before this many frames
+    chunk_seconds: float
+    context_seconds: float
+    batch_size: int  # utterances per executor task and HuBERT forward pass
+    device: str  # auto | cpu | cuda
+    kmeans: KMeansConfig
 
     def __post_init__(self) -> None:
-        if self.source not in SOURCES:
-            raise ValueError(f"units.source={self.source!r}: choose one of {', '.join(SOURCES)}")
         if not 0 < self.fit_fraction <= 1:
             raise ValueError(f"units.fit_fraction={self.fit_fraction}: must be in (0, 1]")
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "UnitsConfig":
-        u = params.get("units", {}) or {}
-        km = {k: int(v) for k, v in (u.get("kmeans", {}) or {}).items()}
-        h = HubertSpec
-        return cls(
-            source=str(u.get("source", cls.source)), fit_fraction=float(u.get("fit_fraction", cls.fit_fraction)),
-            max_fit_frames=int(u.get("max_fit_frames", cls.max_fit_frames)),
-            batch_size=int(u.get("batch_size", cls.batch_size)), seed=int(params.get("seed", cls.seed)),
-            kmeans=KMeansConfig(clusters=int(u.get("clusters", KMeansConfig.clusters)), **km),
-            hubert=HubertSpec(checkpoint=str(u.get("checkpoint", h.checkpoint)), layer=int(u.get("layer", h.layer)),
-                              chunk_seconds=float(u.get("chunk_seconds", h.chunk_seconds)),
-                              context_seconds=float(u.get("context_seconds", h.context_seconds)),
-                              max_batch=int(u.get("batch_size", cls.batch_size)), device=str(u.get("device", h.device))),
-        )
+    @property
+    def hubert(self) -> HubertSpec:
+        return HubertSpec(checkpoint=self.checkpoint, layer=self.layer, chunk_seconds=self.chunk_seconds,
+                          context_seconds=self.context_seconds, max_batch=self.batch_size, device=self.device)
 
 
 def unit_count(key: UttKey) -> int:
@@ -105,12 +102,12 @@ def _units_task(cfg: UnitsConfig, centroids: np.ndarray, batch: list[Utterance])
     return out
 
 
-def select_fit_utterances(keys: list[UttKey], cfg: UnitsConfig) -> list[UttKey]:
+def select_fit_utterances(keys: list[UttKey], cfg: UnitsConfig, seed: int) -> list[UttKey]:
     """A seeded sample of the TRAIN utterances: `fit_fraction` of them, within `max_fit_frames` frames."""
     train = sorted((k for k in keys if k.split == "train"), key=lambda k: k.utt_id)
     if not train:
         raise ValueError("no train utterances in the roi shards: k-means units are fitted on the train split only")
-    order = np.random.default_rng(cfg.seed).permutation(len(train))[: ceil(cfg.fit_fraction * len(train))]
+    order = np.random.default_rng(seed).permutation(len(train))[: ceil(cfg.fit_fraction * len(train))]
     chosen: list[UttKey] = []
     frames = 0
     for i in order:
@@ -122,14 +119,14 @@ def select_fit_utterances(keys: list[UttKey], cfg: UnitsConfig) -> list[UttKey]:
     return sorted(chosen, key=lambda k: (k.shard, k.row))
 
 
-def _training_frames(cfg: UnitsConfig, roi_root: Path, fit_keys: list[UttKey], executor: Executor) -> np.ndarray:
+def _training_frames(cfg: UnitsConfig, seed: int, roi_root: Path, fit_keys: list[UttKey], executor: Executor) -> np.ndarray:
     task = functools.partial(_features_task, cfg)
     # A failing utterance fails again in the labelling pass, which records its reason.
     parts = [r["features"] for _, r in map_batches(task, roi_root, fit_keys, executor, cfg.batch_size, "units: fit features")
              if not isinstance(r, Failure)]
     frames = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
     if len(frames) > cfg.max_fit_frames:  # one utterance longer than the cap
-        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(frames), cfg.max_fit_frames, replace=False))
+        keep = np.sort(np.random.default_rng(seed).choice(len(frames), cfg.max_fit_frames, replace=False))
         frames = frames[keep]
     return frames
 
@@ -148,14 +145,14 @@ def _source_info(cfg: UnitsConfig) -> dict[str, Any]:
             "context_seconds": cfg.hubert.context_seconds, "transformers": transformers.__version__}
 
 
-def run_units(cfg: UnitsConfig, executor: Executor, roi_root: str | Path = ROI_SHARDS,
-              out_root: str | Path = FEATURES / "units") -> Outcome:
-    """Fit k-means on train frames, label every utterance, write aligned unit shards and metadata."""
+def run_units(cfg: UnitsConfig, seed: int, executor: Executor, roi_root: str | Path, out_root: str | Path) -> Outcome:
+    """Fit k-means on train frames (sampled and seeded by `seed`), label every utterance, write aligned
+    unit shards under `out_root` mirroring the roi shards under `roi_root`, and metadata."""
     roi_root = Path(roi_root)
     keys = index_roi(roi_root)
     source = _source_info(cfg)  # loads HuBERT here first, so a missing checkpoint stops the stage at once
-    fit_keys = select_fit_utterances(keys, cfg)
-    fit = fit_kmeans(_training_frames(cfg, roi_root, fit_keys, executor), cfg.kmeans, cfg.seed)
+    fit_keys = select_fit_utterances(keys, cfg, seed)
+    fit = fit_kmeans(_training_frames(cfg, seed, roi_root, fit_keys, executor), cfg.kmeans, cfg.clusters, seed)
     task = functools.partial(_units_task, cfg, fit.centroids)
     with atomic_dir(out_root) as tmp:
         np.save(tmp / "centroids.npy", fit.centroids)
@@ -169,7 +166,7 @@ def run_units(cfg: UnitsConfig, executor: Executor, roi_root: str | Path = ROI_S
             "column": "units: int16 cluster index per 20 ms",
             "centroids": "centroids.npy",
             "fit": {"split": "train", "utterances": len(fit_keys), "fit_fraction": cfg.fit_fraction,
-                    "max_fit_frames": cfg.max_fit_frames, **describe(cfg.kmeans, fit, cfg.seed)},
+                    "max_fit_frames": cfg.max_fit_frames, **describe(cfg.kmeans, cfg.clusters, fit, seed)},
             **outcome.summary(),
         }
         write_text(tmp / "units.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")

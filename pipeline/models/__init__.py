@@ -1,6 +1,7 @@
-"""Neural network parts of A2A/V2A (Kefalas et al.) and the vocoder.
+"""Neural network parts of the A2A/V2A models (Kefalas et al.) and the vocoder.
 
-config (sizes, presets) | norm (multi-statistics batch norm, freezing) | video_encoder,
-audio_encoders, identity, temporal, conformer, decoders (the parts) | synth, a2a, v2a (the
-assembled models) | discriminator, hifigan, losses (adversarial training and the vocoder).
+config (shared sizes, HiFi-GAN presets) | norm (multi-statistics batch norm, freezing) |
+video_encoder, audio_encoders, identity, temporal, conformer, decoders (the parts) | synth, a2a,
+v2a (assembled from a family's parts, pipeline.families) | discriminator, hifigan, losses
+(adversarial training and the vocoder).
 """

@@ -6,12 +6,11 @@ frame (640), the mel encoder's to the mel frames per video frame (4).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
 from pipeline.audio.mel import LogMel, MelConfig
-from pipeline.models.config import ModelConfig
 
 
 def _strided_block(in_ch: int, out_ch: int, kernel: int, stride: int) -> nn.Sequential:
@@ -55,10 +54,3 @@ class MelEncoder(nn.Module):
 
     def forward(self, wav: Tensor) -> Tensor:
         return self.net(self.logmel(wav)).transpose(1, 2)
-
-
-def build_audio_encoder(cfg: ModelConfig) -> nn.Module:
-    """The audio encoder of `cfg.family`: waveform convolutions or log-mel convolutions."""
-    if cfg.family == "wavegan":
-        return WaveEncoder(cfg.audio_channels, cfg.audio_strides)
-    return MelEncoder(cfg.mel, cfg.audio_channels, cfg.audio_strides)

@@ -1,28 +1,31 @@
-"""Model sizes in one place: a dataclass per model kind with a `demo` and a `paper` preset.
+"""Model sizes: the parts shared by the A2A/V2A families, the HiFi-GAN vocoder, presets per profile.
 
 `demo` sizes train on a 2-core CPU in minutes; `paper` sizes follow Kefalas et al.
 (arXiv 2306.15464) and the works they build on: a 3-D conv stem plus ResNet-18 video encoder
 (Stafylakis & Tzimiropoulos), a MelGAN-style waveform decoder with a multi-scale discriminator
 (V2A-WaveGAN), a conformer mel decoder (SVTS-S: 6 blocks, width 256, 4 heads) and a HiFi-GAN V1
 vocoder. Widths the papers do not state (speaker projection, audio encoder channels) are ours.
+Each family's own config class and presets live with the family (pipeline.families).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 from pipeline.audio.mel import MelConfig
+from pipeline.config import ConfigError, parse
 
-FAMILIES = ("wavegan", "melspec")
-PROFILES = ("demo", "paper")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Sizes of an A2A/V2A model of one family; defaults are the paper's WaveGAN sizes."""
+class SpeechConfig:
+    """Sizes shared by the A2A/V2A families: identity, video and audio encoders, temporal module,
+    decoder statistics sets. Each family's config (pipeline.families) adds its decoder's sizes;
+    defaults are the paper's sizes, and the rates (`mel`, `samples_per_frame`, ...) come from `audio:`."""
 
-    family: str = "wavegan"
     profile: str = "paper"
     speaker_dim: int = 256
     in_channels: int = 1
@@ -35,34 +38,18 @@ class ModelConfig:
     video_stem_channels: int = 64
     video_widths: tuple[int, ...] = (64, 128, 256, 512)
     video_blocks: tuple[int, ...] = (2, 2, 2, 2)
-    # audio encoder: strides multiply to samples_per_frame (wavegan) or mels_per_frame (melspec)
+    # audio encoder: strides multiply to `encoder_steps_per_frame` (the family says of what)
     audio_channels: tuple[int, ...] = (64, 128, 256, 512)
     audio_strides: tuple[int, ...] = (2, 5, 8, 8)
-    # temporal module: bidirectional recurrent layers (before and after upsampling for melspec)
+    # temporal module: bidirectional recurrent layers
     temporal_hidden: int = 256
     temporal_layers: int = 2
-    # waveform decoder (wavegan): channels halve at each upsampling stage
-    decoder_channels: int = 512
-    decoder_ratios: tuple[int, ...] = (8, 8, 5, 2)
-    decoder_dilations: tuple[int, ...] = (1, 3, 9)
-    # conformer mel decoder (melspec)
-    conformer_dim: int = 256
-    conformer_layers: int = 6
-    conformer_heads: int = 4
-    conformer_ff: int = 1024
-    conformer_kernel: int = 31
-    conformer_dropout: float = 0.1
-    # multi-scale discriminator (wavegan)
-    msd_scales: int = 3
-    msd_channels: int = 16
-    msd_max_channels: int = 1024
-    msd_layers: int = 4
     # decoder batch-norm statistics sets (one per input source) and whether affine is per set
     norm_sets: tuple[str, ...] = ("audio", "video")
     norm_affine_per_set: bool = False
 
     def __post_init__(self) -> None:
-        # YAML and JSON hand back lists and dicts; store tuples and a MelConfig so configs hash and compare.
+        # JSON hands back lists and dicts; store tuples and a MelConfig so configs hash and compare.
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, list):
@@ -71,9 +58,12 @@ class ModelConfig:
             object.__setattr__(self, "mel", MelConfig(**self.mel))
         self._validate()
 
+    @property
+    def encoder_steps_per_frame(self) -> int:
+        """What the audio encoder's strides must multiply to: its input steps per video frame."""
+        raise NotImplementedError
+
     def _validate(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"family {self.family!r} is not one of {FAMILIES}")
         if self.mel.n_mels != self.n_mels:
             raise ValueError(f"n_mels {self.n_mels} differs from mel.n_mels {self.mel.n_mels}")
         if self.mel.hop_length * self.mels_per_frame != self.samples_per_frame:
@@ -84,21 +74,10 @@ class ModelConfig:
             raise ValueError("video_widths and video_blocks need one entry per ResNet stage")
         if len(self.audio_channels) != len(self.audio_strides):
             raise ValueError("audio_channels and audio_strides need one entry per encoder layer")
-        want = self.samples_per_frame if self.family == "wavegan" else self.mels_per_frame
-        if math.prod(self.audio_strides) != want:
-            raise ValueError(f"audio_strides {self.audio_strides} must multiply to {want} for {self.family}")
-        if self.family == "wavegan" and math.prod(self.decoder_ratios) != self.samples_per_frame:
-            raise ValueError(f"decoder_ratios {self.decoder_ratios} must multiply to {self.samples_per_frame}")
-        if self.decoder_channels % 2 ** len(self.decoder_ratios):
-            raise ValueError("decoder_channels must halve evenly at every upsampling stage")
-        if self.conformer_dim % self.conformer_heads:
-            raise ValueError("conformer_dim must be divisible by conformer_heads")
+        if math.prod(self.audio_strides) != self.encoder_steps_per_frame:
+            raise ValueError(f"audio_strides {self.audio_strides} must multiply to {self.encoder_steps_per_frame}")
         if not self.norm_sets or len(set(self.norm_sets)) != len(self.norm_sets):
             raise ValueError(f"norm_sets {self.norm_sets} must be distinct names")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (what `config.json` stores); `ModelConfig(**d)` restores it."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -136,35 +115,8 @@ class HiFiGANConfig:
         if self.upsample_initial_channel % 2 ** len(self.upsample_rates):
             raise ValueError("upsample_initial_channel must halve evenly at every stage")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict; `HiFiGANConfig(**d)` restores it."""
-        return asdict(self)
 
-
-_MODEL_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
-    ("wavegan", "paper"): {},
-    ("melspec", "paper"): {
-        "audio_channels": (256, 512, 512), "audio_strides": (1, 2, 2),
-    },
-    ("wavegan", "demo"): {
-        "speaker_proj_dim": 32,
-        "video_stem_channels": 16, "video_widths": (16, 32, 64, 64), "video_blocks": (1, 1, 1, 1),
-        "audio_channels": (16, 32, 64, 64),
-        "temporal_hidden": 64, "temporal_layers": 1,
-        "decoder_channels": 128,
-        "msd_channels": 8, "msd_max_channels": 128, "msd_layers": 3,
-    },
-    ("melspec", "demo"): {
-        "speaker_proj_dim": 32,
-        "video_stem_channels": 16, "video_widths": (16, 32, 64, 64), "video_blocks": (1, 1, 1, 1),
-        "audio_channels": (64, 64, 64), "audio_strides": (1, 2, 2),
-        "temporal_hidden": 64, "temporal_layers": 1,
-        "conformer_dim": 64, "conformer_layers": 2, "conformer_heads": 2, "conformer_ff": 128,
-        "conformer_kernel": 15,
-    },
-}
-
-_HIFIGAN_PRESETS: dict[str, dict[str, Any]] = {
+HIFIGAN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "demo": {
         "upsample_initial_channel": 64,
@@ -175,25 +127,24 @@ _HIFIGAN_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _apply(base: Any, overrides: dict[str, Any] | None) -> Any:
+def sized(cls: type[T], presets: Mapping[str, Mapping[str, Any]], profile: str, overrides: Mapping[str, Any] | None,
+          derived: Mapping[str, Any], where: str) -> T:
+    """`cls` at preset `profile` with `overrides` (a `model.overrides.<model>` section) applied, strictly.
+
+    `derived` holds the fields that follow from other sections (rates and mel settings from
+    `audio:`, crop channels from the data): an override may not set them.
+    """
+    if profile not in presets:
+        raise ConfigError(f"model.profile: no {cls.__name__} preset {profile!r}; profiles {sorted(presets)}")
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - {f.name for f in fields(base)})
-    if unknown:
-        raise ValueError(f"unknown {type(base).__name__} keys {unknown}")
-    return replace(base, **overrides)
+    fixed = sorted(set(overrides) & {*derived, "profile"})
+    if fixed:
+        raise ConfigError(f"{where}.{fixed[0]}: follows from model.profile and the audio settings, not an override")
+    return parse(cls, {**presets[profile], **overrides, **derived, "profile": profile}, where)
 
 
-def model_config(family: str, profile: str, overrides: dict[str, Any] | None = None) -> ModelConfig:
-    """The `profile` preset of `family`, with `overrides` (e.g. a params.yaml section) applied."""
-    if (family, profile) not in _MODEL_PRESETS:
-        raise ValueError(f"no preset for family {family!r}, profile {profile!r}; "
-                         f"families {FAMILIES}, profiles {PROFILES}")
-    base = ModelConfig(family=family, profile=profile, **_MODEL_PRESETS[(family, profile)])
-    return _apply(base, overrides)
-
-
-def hifigan_config(profile: str, overrides: dict[str, Any] | None = None) -> HiFiGANConfig:
-    """The `profile` preset of the HiFi-GAN vocoder with `overrides` applied."""
-    if profile not in _HIFIGAN_PRESETS:
-        raise ValueError(f"no HiFi-GAN preset {profile!r}; profiles {PROFILES}")
-    return _apply(HiFiGANConfig(profile=profile, **_HIFIGAN_PRESETS[profile]), overrides)
+def hifigan_config(profile: str, mel: MelConfig, overrides: Mapping[str, Any] | None = None,
+                   where: str = "model.overrides.hifigan") -> HiFiGANConfig:
+    """The `profile` preset of the HiFi-GAN vocoder for `mel`, with `overrides` applied."""
+    return sized(HiFiGANConfig, HIFIGAN_PRESETS, profile, overrides,
+                 {"n_mels": mel.n_mels, "hop_length": mel.hop_length}, where)

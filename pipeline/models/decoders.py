@@ -10,12 +10,11 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
 from pipeline.models.conformer import ConformerBlock, sinusoid_positions
-from pipeline.models.config import ModelConfig
 from pipeline.models.norm import MultiStatBatchNorm
 
 
@@ -83,13 +82,3 @@ class MelDecoder(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.out(x).transpose(1, 2)
-
-
-def build_decoder(cfg: ModelConfig, in_dim: int) -> nn.Module:
-    """The decoder of `cfg.family` reading features of width `in_dim`."""
-    if cfg.family == "wavegan":
-        return WaveDecoder(in_dim, cfg.decoder_channels, cfg.decoder_ratios, cfg.decoder_dilations,
-                           cfg.norm_sets, cfg.norm_affine_per_set)
-    return MelDecoder(in_dim, cfg.n_mels, cfg.conformer_dim, cfg.conformer_layers, cfg.conformer_heads,
-                      cfg.conformer_ff, cfg.conformer_kernel, cfg.conformer_dropout,
-                      cfg.norm_sets, cfg.norm_affine_per_set)

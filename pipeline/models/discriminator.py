@@ -7,13 +7,11 @@
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
-
-from pipeline.models.config import HiFiGANConfig, ModelConfig
 
 DiscOutput = list[tuple[Tensor, list[Tensor]]]
 
@@ -107,13 +105,3 @@ class CombinedDiscriminator(nn.Module):
 
     def forward(self, wav: Tensor) -> DiscOutput:
         return [out for disc in self.discs for out in disc(wav)]
-
-
-def build_discriminator(cfg: ModelConfig | HiFiGANConfig) -> nn.Module:
-    """MelGAN multi-scale for a WaveGAN model; multi-period plus multi-scale for the HiFi-GAN vocoder."""
-    msd = MultiScaleDiscriminator(cfg.msd_scales, cfg.msd_channels, cfg.msd_max_channels, cfg.msd_layers)
-    if isinstance(cfg, HiFiGANConfig):
-        return CombinedDiscriminator(MultiPeriodDiscriminator(cfg.mpd_periods, cfg.mpd_channels), msd)
-    if cfg.family != "wavegan":
-        raise ValueError(f"the {cfg.family} family trains without a discriminator")
-    return msd

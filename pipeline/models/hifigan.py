@@ -6,15 +6,13 @@ field fusion of residual blocks with different kernel sizes and dilations.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from pipeline.models.config import HiFiGANConfig, hifigan_config
-
-__all__ = ["HiFiGAN", "HiFiGANConfig", "hifigan_config", "ResBlock"]
+from pipeline.models.config import HiFiGANConfig
 
 LRELU_SLOPE = 0.1
 

@@ -6,7 +6,7 @@ summed over sub-discriminators (as HiFi-GAN does) and averaged within each.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

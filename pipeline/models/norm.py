@@ -16,7 +16,7 @@ function and `model.train()` cannot undo it.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

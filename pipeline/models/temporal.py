@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from pipeline.models.config import ModelConfig
-
 
 class RecurrentStack(nn.Module):
-    """Bidirectional GRU layers over frame features: (B, T, D) -> (B, T, 2H) (WaveGAN family)."""
+    """Bidirectional GRU layers over frame features: (B, T, D) -> (B, T, 2H)."""
 
     def __init__(self, in_dim: int, hidden: int, layers: int):
         super().__init__()
@@ -31,10 +29,3 @@ class UpsamplingLSTM(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = self.pre(x)[0].repeat_interleave(self.factor, dim=1)
         return self.post(x)[0]
-
-
-def build_temporal(cfg: ModelConfig, in_dim: int) -> nn.Module:
-    """The temporal module of `cfg.family` reading features of width `in_dim`."""
-    if cfg.family == "wavegan":
-        return RecurrentStack(in_dim, cfg.temporal_hidden, cfg.temporal_layers)
-    return UpsamplingLSTM(in_dim, cfg.temporal_hidden, cfg.temporal_layers, cfg.mels_per_frame)

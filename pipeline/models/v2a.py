@@ -14,28 +14,21 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from pipeline.models.config import ModelConfig
-from pipeline.models.norm import copy_norm_stats, freeze, set_norm_stats, unfreeze
-from pipeline.models.synth import FrameSynth
+from pipeline.models.config import SpeechConfig
+from pipeline.models.norm import copy_norm_stats
+from pipeline.models.synth import FrameSynth, PartFactory
 from pipeline.models.video_encoder import VideoEncoder
-
-__all__ = ["V2A", "build_v2a", "load_decoder", "set_norm_stats", "freeze", "unfreeze"]
 
 
 class V2A(FrameSynth):
-    """Mouth crops (B, T, C, H, W) in [0, 1] -> video encoder -> temporal module -> decoder."""
+    """Mouth crops (B, T, C, H, W) in [0, 1] -> video encoder -> the family's temporal module -> decoder."""
 
-    def __init__(self, cfg: ModelConfig):
-        super().__init__(cfg, VideoEncoder(cfg.in_channels, cfg.video_stem_channels,
-                                           cfg.video_widths, cfg.video_blocks))
+    def __init__(self, cfg: SpeechConfig, temporal: PartFactory, decoder: PartFactory):
+        super().__init__(cfg, VideoEncoder(cfg.in_channels, cfg.video_stem_channels, cfg.video_widths, cfg.video_blocks),
+                         temporal, decoder)
 
     def forward(self, video: Tensor, spk: Tensor) -> Tensor:
         return self.synthesize(self.encoder(video), spk)
-
-
-def build_v2a(cfg: ModelConfig) -> V2A:
-    """A V2A model of `cfg.family` at `cfg`'s sizes."""
-    return V2A(cfg)
 
 
 def load_decoder(v2a: V2A, a2a_state_dict: Mapping[str, Tensor], init_from: str | None = "audio") -> None:

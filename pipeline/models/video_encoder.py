@@ -6,7 +6,7 @@ vector. Any crop size works (global average pooling), gray or RGB.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

@@ -1,30 +1,33 @@
 """`reports/report.html`: one self-contained page from the evaluation outputs.
 
 Inputs: `data/eval/<system>.parquet` (per utterance), `data/eval/samples/<system>.parquet`
-(audio of a few test/unseen utterances), `reports/metrics/<system>.json` (headline numbers
-and versions), the V2A variants in params (for the ablations), DVCLive folders (training
-curves) and `published_results.csv` beside this module. Every number on the page is
-recomputed from the per-utterance tables with `pipeline.evaluation.summary`, the code that
-wrote the metrics files.
+(audio of a few test/unseen utterances), `reports/metrics/<system>.json` (headline numbers,
+the system's kind and family from its model card, versions), DVCLive folders (training curves)
+and `published_results.csv` beside this module. The page lists the reference rows and exactly
+the systems of `report.systems`, whatever else earlier runs left in those folders, and answers
+the questions of `report.questions`. Every number on the page is recomputed from the
+per-utterance tables with `pipeline.evaluation.summary`, the code that wrote the metrics files.
 """
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline.atomic import write_text
 from pipeline.audio.mel import MelConfig
-from pipeline.config import get
-from pipeline.evaluation.evaluate import REFERENCES, SPLITS
+from pipeline.evaluation.evaluate import REFERENCES
 from pipeline.evaluation.metrics import SIGNAL_METRICS
 from pipeline.evaluation.summary import ASRS, bootstrap_ci, paired_difference, summarize
+from pipeline.layout import Layout
 from pipeline.report import figures
+from pipeline.report.config import Question, ReportStageConfig
 from pipeline.report.html import audio, esc, fmt, img, page, table
 from pipeline.shards import ShardReader, unpack
 
@@ -33,14 +36,6 @@ HIGHER_IS_BETTER = {"pesq": True, "stoi": True, "estoi": True, "mcd": False, "we
                     "wer_ctc": False, "cer_ctc": False}
 LABELS = {"pesq": "PESQ", "stoi": "STOI", "estoi": "ESTOI", "mcd": "MCD dB", "wer_sphinx": "WER sphinx %",
           "cer_sphinx": "CER sphinx %", "wer_ctc": "WER ctc %", "cer_ctc": "CER ctc %"}
-# The seed papers' questions, as pairs of variant settings that differ in one attribute.
-QUESTIONS = (
-    ("decoder", "scratch", "pretrained_finetuned", "pre-trained decoder (fine-tuned) vs. decoder from scratch"),
-    ("decoder", "scratch", "pretrained_frozen", "pre-trained decoder (frozen) vs. decoder from scratch"),
-    ("decoder", "pretrained_frozen", "pretrained_finetuned", "fine-tuning vs. freezing the pre-trained decoder"),
-    ("separate_bn", False, True, "separate batch-norm statistics for audio and video vs. shared"),
-)
-VARIANT_DEFAULTS = {"decoder": "scratch", "separate_bn": True}
 
 
 @dataclass
@@ -48,37 +43,50 @@ class System:
     """One row of the results: its per-utterance scores, metrics file and sample audio."""
 
     name: str
-    kind: str  # "reference" or "v2a"
     scores: pd.DataFrame
     metrics: dict[str, Any]
     samples: dict[str, tuple[np.ndarray, int]]  # utt_id -> (audio, sample rate) as the system produced it
 
+    @property
+    def reference(self) -> bool:
+        return self.name in REFERENCES
+
+    @property
+    def family(self) -> str | None:
+        """The model family its card names (None for reference rows and family-less models)."""
+        return self.metrics.get("family")
+
 
 @dataclass(frozen=True)
 class ReportInputs:
-    """Where the report reads from."""
+    """Where the report reads from: the evaluation outputs of `layout`, DVCLive runs under `curve_roots`."""
 
-    eval_dir: Path
-    metrics_dir: Path
+    layout: Layout
     curve_roots: tuple[Path, ...]
 
 
-def load_systems(inputs: ReportInputs, variants: Sequence[str]) -> dict[str, System]:
-    """Every evaluated system: reference rows first, then the variants in params order, then any others."""
-    found = sorted(p.stem for p in inputs.eval_dir.glob("*.parquet") if not p.name.startswith("."))
-    order = [n for n in REFERENCES if n in found] + [v for v in variants if v in found]
-    order += [n for n in found if n not in order]
+def load_systems(inputs: ReportInputs, systems: Sequence[str]) -> dict[str, System]:
+    """The reference rows, then `systems` in order; an evaluation missing for any of them is an error.
+
+    Files of other systems (left by earlier runs, or by variants since removed) are not read.
+    """
+    layout = inputs.layout
+    order = [*REFERENCES, *systems]
+    missing = [n for n in order if not layout.eval(n).is_file()]
+    if missing:
+        stages = dict.fromkeys("evaluate_references" if n in REFERENCES else f"evaluate@{n}" for n in missing)
+        raise FileNotFoundError(f"no evaluation of {', '.join(missing)} in {layout.eval(missing[0]).parent}: run "
+                                + ", ".join(stages))
     out: dict[str, System] = {}
     for name in order:
-        metrics_file = inputs.metrics_dir / f"{name}.json"
+        metrics_file = layout.metrics(name)
         metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
         samples = {}
-        sample_file = inputs.eval_dir / "samples" / f"{name}.parquet"
+        sample_file = layout.eval_samples(name)
         if sample_file.is_file():
             for row in ShardReader(sample_file).iter_rows():
                 samples[row["utt_id"]] = (np.array(unpack(row, "audio")), int(row["sample_rate"]))
-        kind = "reference" if name in REFERENCES else "v2a"
-        out[name] = System(name, kind, pd.read_parquet(inputs.eval_dir / f"{name}.parquet"), metrics, samples)
+        out[name] = System(name, pd.read_parquet(layout.eval(name)), metrics, samples)
     return out
 
 
@@ -133,7 +141,7 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
                 ci = bootstrap_ci(part, k, seed) if k in summary else None
                 cells.append(_cell(summary.get(k), ci, _digits(k)))
             rows.append(cells)
-            classes.append("ref" if s.kind == "reference" else "")
+            classes.append("ref" if s.reference else "")
         pub = published[(published["dataset"].str.lower() == corpus.lower()) & (published["our_protocol"] == protocol)
                          & (published["our_split"] == split)]
         for _, p in pub.iterrows():
@@ -158,10 +166,30 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
     return "\n".join(parts)
 
 
-def asr_section(systems: dict[str, System]) -> str:
+def headline_charts(systems: dict[str, System], splits: Sequence[str], keys: Sequence[str], seed: int) -> str:
+    """One chart per headline metric: every system's mean per split with its 95% bootstrap interval."""
+    charts = []
+    for k in keys:
+        points = []
+        for s in systems.values():
+            for split in splits:
+                part = s.scores[s.scores["split"] == split]
+                if part.empty:
+                    continue
+                summary = summarize(s.scores, [split])[split]
+                value = summary.get(k)
+                lo, hi = bootstrap_ci(part, k, seed) if k in summary else (np.nan, np.nan)
+                points.append(figures.Point(s.name, split, np.nan if value is None else value, lo, hi, s.reference))
+        better = "higher" if HIGHER_IS_BETTER[k] else "lower"
+        charts.append(img(figures.interval_chart(points, f"{LABELS[k]} ({better} is better)"),
+                          f"{LABELS[k]} of every system with 95% intervals"))
+    return "<div class='charts'>" + "".join(charts) + "</div>" if charts else ""
+
+
+def asr_section(systems: dict[str, System], splits: Sequence[str]) -> str:
     """Which ASRs produced the WERs, their identity hashes and their floor on ground-truth audio."""
     gt = systems.get("ground_truth")
-    asr = get(next(iter(systems.values())).metrics, "versions.asr", {}) if systems else {}
+    asr = next(iter(systems.values())).metrics.get("versions", {}).get("asr", {}) if systems else {}
     items = []
     for name in ASRS:
         ident = asr.get(name)
@@ -169,7 +197,7 @@ def asr_section(systems: dict[str, System]) -> str:
             continue
         floor = ""
         if gt is not None:
-            summ = summarize(gt.scores, SPLITS)
+            summ = summarize(gt.scores, splits)
             floor = "; ".join(f"{sp}: {fmt(v.get(f'wer_{name}'), 1)}% WER" for sp, v in summ.items())
         details = ", ".join(f"{esc(k)} <code>{esc(v)}</code>" for k, v in ident.items() if k != "name")
         items.append(f"<li><b>{esc(name)}</b>: {esc(ident.get('name', name))}. On the ground-truth audio "
@@ -181,57 +209,85 @@ def asr_section(systems: dict[str, System]) -> str:
             "real speech also misreads synthesis.</p>")
 
 
-def variant_spec(params: dict[str, Any], name: str) -> dict[str, Any]:
-    """A variant's settings with the trainer's defaults filled in."""
-    return {**VARIANT_DEFAULTS, **(get(params, f"v2a.variants.{name}") or {})}
+def _paired(systems: dict[str, System], q: Question, split: str, key: str, seed: int) -> tuple[float, float, float, int, str]:
+    """`b - a` of one metric on one split: difference, paired 95% interval, n, and its colour class."""
+    a, b = systems[q.a].scores, systems[q.b].scores
+    diff, lo, hi, n = paired_difference(a[a["split"] == split], b[b["split"] == split], key, seed)
+    cls = ""
+    if np.isfinite(lo) and (lo > 0 or hi < 0):
+        cls = "better" if (lo > 0) == HIGHER_IS_BETTER[key] else "worse"
+    return diff, lo, hi, n, cls
 
 
-def ablation_pairs(specs: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """`(question, variant A, variant B)` for every pair differing only in the question's attribute."""
-    out = []
-    for attr, a, b, question in QUESTIONS:
-        for va, sa in specs.items():
-            for vb, sb in specs.items():
-                if sa.get(attr) != a or sb.get(attr) != b:
-                    continue
-                others = {k for k in set(sa) | set(sb) if k != attr}
-                if all(sa.get(k) == sb.get(k) for k in others):
-                    out.append((question, va, vb))
-    return out
+def _has(s: System, split: str) -> bool:
+    return bool((s.scores["split"] == split).any())
 
 
-def ablation_section(systems: dict[str, System], params: dict[str, Any], splits: Sequence[str], keys: Sequence[str],
-                     seed: int) -> str:
-    """B - A with paired 95% intervals for each ablation pair present in this run."""
-    specs = {n: variant_spec(params, n) for n, s in systems.items() if s.kind == "v2a"}
-    pairs = ablation_pairs(specs)
+def _signed(value: float, digits: int) -> str:
+    return f"{value:+.{digits}f}" if np.isfinite(value) else "&ndash;"
+
+
+def _title(q: Question, systems: dict[str, System]) -> str:
+    """The question as a heading, with the family when both systems share one."""
+    text = q.question[:1].upper() + q.question[1:]
+    families = {systems[q.a].family, systems[q.b].family}
+    return f"{text}, {families.pop()}" if len(families) == 1 and None not in families else text
+
+
+def answers_section(systems: dict[str, System], questions: Sequence[Question], split: str, keys: Sequence[str],
+                    seed: int) -> str:
+    """One sentence per question: `b - a` of each headline metric on `split` with its paired interval."""
+    head = "<h2 id='answers'>Answers</h2>"
+    if not questions:
+        return head + "<p class='note'>No questions in <code>report.questions</code>.</p>"
+    items = []
+    for q in questions:
+        pair = f"<span class='small'>({esc(q.b)} &minus; {esc(q.a)})</span>"
+        absent = [n for n in (q.a, q.b) if not _has(systems[n], split)]
+        if absent:
+            items.append(f"<li><b>{esc(_title(q, systems))}</b>: not answered, {esc(absent[0])} has no "
+                         f"{esc(split)} utterances. {pair}</li>")
+            continue
+        parts, n = [], 0
+        for k in keys:
+            diff, lo, hi, n_k, cls = _paired(systems, q, split, k, seed)
+            n, d = max(n, n_k), _digits(k)
+            interval = f" [{_signed(lo, d)}, {_signed(hi, d)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
+            parts.append(f"<span class='{cls}'>{esc(LABELS[k])} {_signed(diff, d)}{interval}</span>")
+        items.append(f"<li><b>{esc(_title(q, systems))}</b>: {', '.join(parts)} on {esc(split)} (n={n}). {pair}</li>")
+    return (head + "<p class='note'>Each question of <code>report.questions</code>, answered by the second system "
+            "minus the first on the utterances both scored, with a paired 95% bootstrap interval. Green: the interval "
+            "excludes zero in the better direction; red: in the worse direction. Every split and metric: "
+            "<a href='#ablations'>ablations</a>.</p><ul class='answers'>" + "".join(items) + "</ul>")
+
+
+def ablation_section(systems: dict[str, System], questions: Sequence[Question], splits: Sequence[str],
+                     keys: Sequence[str], seed: int) -> str:
+    """B - A with paired 95% intervals for each question, per split and metric."""
     head = "<h2 id='ablations'>Ablations</h2>"
-    if not pairs:
-        return head + "<p class='note'>No pair of evaluated variants differs in exactly one setting.</p>"
-    rows, classes = [], []
-    for question, va, vb in pairs:
+    if not questions:
+        return head + "<p class='note'>No questions in <code>report.questions</code>.</p>"
+    rows: list[list[str]] = []
+    groups: dict[int, str] = {}
+    for q in questions:
+        label = esc(q.question[:1].upper() + q.question[1:])
         for split in splits:
-            a, b = systems[va].scores, systems[vb].scores
-            a, b = a[a["split"] == split], b[b["split"] == split]
-            if a.empty or b.empty:
+            if not (_has(systems[q.a], split) and _has(systems[q.b], split)):
                 continue
-            cells = [esc(question), f"{esc(specs[va]['family'])}", f"{esc(vb)} &minus; {esc(va)}", esc(split)]
+            cells = [f"{esc(q.b)} &minus; {esc(q.a)}", esc(split)]
             n = 0
             for k in keys:
-                diff, lo, hi, n_k = paired_difference(a, b, k, seed)
+                diff, lo, hi, n_k, cls = _paired(systems, q, split, k, seed)
                 n = max(n, n_k)
-                cls = ""
-                if np.isfinite(lo) and (lo > 0 or hi < 0):
-                    cls = "better" if (lo > 0) == HIGHER_IS_BETTER[k] else "worse"
                 cells.append(f"<span class='{cls}'>{_cell(diff, (lo, hi), _digits(k))}</span>")
-            cells.insert(4, str(n))
+            cells.insert(2, str(n))
+            if label not in groups.values():
+                groups[len(rows)] = label
             rows.append(cells)
-            classes.append("")
-    return head + ("<p class='note'>Difference of the second variant minus the first on the utterances both "
+    return head + ("<p class='note'>Difference of the second system minus the first on the utterances both "
                    "scored, with a paired 95% bootstrap interval. Green: the interval excludes zero in the better "
                    "direction; red: in the worse direction.</p>"
-                   + table(["question", "family", "comparison", "split", "n", *[LABELS[k] for k in keys]], rows,
-                           classes, left=4))
+                   + table(["comparison", "split", "n", *[LABELS[k] for k in keys]], rows, left=2, groups=groups))
 
 
 def sample_utterances(systems: dict[str, System], splits: Sequence[str], per_split: int) -> list[tuple[str, str]]:
@@ -274,29 +330,37 @@ def listening_section(systems: dict[str, System], utts: list[tuple[str, str]]) -
             player = audio(*s.samples[utt], f"{utt} {name}") if utt in s.samples else "<span class='warn'>no audio</span>"
             cells.append(player + f"<div class='small'>{_heard(s, utt)}</div>")
         rows.append(cells)
-        classes.append("ref" if s.kind == "reference" else "")
+        classes.append("ref" if s.reference else "")
     return ("<h2 id='listen'>Listening</h2><p class='note'>Each player holds a 16-bit WAV of the whole utterance as "
             "the system produced it. Under each: what each ASR heard.</p>"
             + table(headers, rows, classes))
 
 
+def _nested(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def describe(s: System) -> str:
+    """A system in one line: what a reference row is, or the model card's kind, family and settings."""
+    if s.reference:
+        return f"{esc(REFERENCES[s.name])}. Vocoder: <code>{esc(_nested(s.metrics, 'vocoder.name') or '?')}</code>."
+    card = {"kind": s.metrics.get("kind", "?"), "family": s.family, **(_nested(s.metrics, "model.extra") or {})}
+    sha = str(_nested(s.metrics, "synthesis.model_sha256") or "?")[:16]
+    return (", ".join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in card.items() if v is not None)
+            + f". Synthesis from model sha256 <code>{esc(sha)}</code>.")
+
+
 def system_sections(systems: dict[str, System], utts: list[tuple[str, str]], curves: dict[str, dict[str, pd.DataFrame]],
-                    params: dict[str, Any], mel: MelConfig) -> str:
+                    mel: MelConfig) -> str:
     """Per system: its settings, spectrograms of the sample utterances and its training curves."""
     parts = ["<h2 id='systems'>Systems</h2>"]
     gt = systems.get("ground_truth")
     for name, s in systems.items():
         if name == "ground_truth":
             continue
-        parts.append(f"<h3 id='sys-{esc(name)}'>{esc(name)}</h3>")
-        if s.kind == "reference":
-            parts.append(f"<p>{esc(REFERENCES[name])}. Vocoder: <code>{esc(get(s.metrics, 'vocoder.name', '?'))}"
-                         f"</code>.</p>")
-        else:
-            spec = variant_spec(params, name)
-            parts.append("<p>" + ", ".join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in spec.items()) + ". "
-                         f"Synthesis from model sha256 <code>{esc(str(get(s.metrics, 'synthesis.model_sha256', '?'))[:16])}"
-                         "</code>.</p>")
+        parts.append(f"<h3 id='sys-{esc(name)}'>{esc(name)}</h3><p>{describe(s)}</p>")
         for utt, split in utts:
             if gt is not None and utt in gt.samples and utt in s.samples and s.samples[utt][1] == mel.sample_rate:
                 png = figures.spectrogram_pair(gt.samples[utt][0], s.samples[utt][0], mel, f"{name} ({utt}, {split})")
@@ -304,8 +368,8 @@ def system_sections(systems: dict[str, System], utts: list[tuple[str, str]], cur
         runs = {label: c for label, c in curves.items() if Path(label).name == name}
         for label, c in runs.items():
             parts.append(img(figures.training_curves(c, label), f"training curves of {label}"))
-        if s.kind == "v2a" and not runs:
-            parts.append("<p class='note'>No DVCLive training curves found for this variant.</p>")
+        if not s.reference and not runs:
+            parts.append("<p class='note'>No DVCLive training curves found for this system.</p>")
     others = {label: c for label, c in curves.items() if Path(label).name not in systems}
     if others:
         parts.append("<h3>Other training runs</h3>")
@@ -378,42 +442,41 @@ def published_section(published: pd.DataFrame) -> str:
             "Each WER comes from that paper's own ASR.</p>" + table(cols, rows, left=4))
 
 
-def build(params: dict[str, Any], inputs: ReportInputs) -> str:
+def build(cfg: ReportStageConfig, inputs: ReportInputs) -> str:
     """The report page as one HTML string."""
-    section = get(params, "report", {}) or {}
-    seed = int(params.get("seed", 0))
-    variants = list(get(params, "v2a.variants", {}) or {})
-    systems = load_systems(inputs, variants)
-    if not systems:
-        raise RuntimeError(f"no evaluation results in {inputs.eval_dir}: run the evaluate stages first")
-    versions = next(iter(systems.values())).metrics.get("versions", {})
+    report, seed = cfg.report, cfg.seed
+    systems = load_systems(inputs, report.systems)
+    versions = systems["ground_truth"].metrics.get("versions", {})
     corpus, protocol = versions.get("corpus", "unknown"), versions.get("protocol", "unknown")
-    splits = [sp for sp in get(params, "evaluate.splits", SPLITS)
-              if any((s.scores["split"] == sp).any() for s in systems.values())]
+    splits = [sp for sp in cfg.splits if any(_has(s, sp) for s in systems.values())]
     asrs = [a for a in ASRS if any(f"word_errors_{a}" in s.scores for s in systems.values())]
     keys = [*SIGNAL_METRICS, *(f"wer_{a}" for a in asrs), *(f"cer_{a}" for a in asrs)]
+    headline = [k for k in report.headline if k in keys]
     published = pd.read_csv(PUBLISHED)
-    utts = sample_utterances(systems, splits, int(section.get("samples_per_split", 1)))
+    utts = sample_utterances(systems, splits, report.samples_per_split)
     curves = find_curves(inputs.curve_roots)
     title = f"Video-to-speech evaluation: {corpus} corpus, {protocol} protocol"
     body = [f"<h1>{esc(title)}</h1>"]
     if corpus == "demo":
         body.append("<div class='banner'>demo corpus: numbers are not comparable to any paper. The demo corpus is "
                     "generated offline (espeak-ng voices over an animated photograph) to exercise the pipeline.</div>")
-    body.append("<p class='note'>Sections: <a href='#results'>results</a> &middot; <a href='#asr'>ASRs</a> &middot; "
+    body.append("<p class='note'>Sections: <a href='#answers'>answers</a> &middot; <a href='#results'>results</a> "
+                "&middot; <a href='#asr'>ASRs</a> &middot; "
                 "<a href='#ablations'>ablations</a> &middot; <a href='#listen'>listening</a> &middot; "
                 "<a href='#systems'>systems</a> &middot; <a href='#distributions'>distributions</a> &middot; "
                 "<a href='#issues'>input problems</a> &middot; <a href='#versions'>versions</a> &middot; "
                 "<a href='#published'>published results</a>. How to read it: <code>reports/README.md</code>.</p>")
-    body += [results_section(systems, splits, keys, corpus, protocol, published, seed), asr_section(systems),
-             ablation_section(systems, params, splits, keys, seed), listening_section(systems, utts),
-             system_sections(systems, utts, curves, params, MelConfig.from_params(params)),
+    body += [answers_section(systems, report.questions, report.answer_split, headline, seed),
+             results_section(systems, splits, keys, corpus, protocol, published, seed)
+             + headline_charts(systems, splits, headline, seed),
+             asr_section(systems, splits), ablation_section(systems, report.questions, splits, keys, seed),
+             listening_section(systems, utts), system_sections(systems, utts, curves, cfg.mel),
              distribution_section(systems, splits), issues_section(systems), versions_section(systems),
              published_section(published)]
     return page(title, "\n".join(body))
 
 
-def write_report(params: dict[str, Any], inputs: ReportInputs, out: str | os.PathLike[str]) -> Path:
+def write_report(cfg: ReportStageConfig, inputs: ReportInputs, out: str | os.PathLike[str]) -> Path:
     """Build the page and write it atomically; returns its path."""
-    write_text(out, build(params, inputs))
+    write_text(out, build(cfg, inputs))
     return Path(out)

@@ -1,8 +1,9 @@
-"""The report's pictures as small PNG bytes: spectrogram pairs, training curves, metric distributions."""
+"""The report's pictures as small PNG bytes: spectrogram pairs, training curves, distributions, interval charts."""
 from __future__ import annotations
 
 import io
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import matplotlib
 
@@ -46,7 +47,7 @@ def training_curves(curves: Mapping[str, pd.DataFrame], title: str) -> bytes:
     fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 1.7 * rows), squeeze=False)
     for ax, name in zip(axes.flat, names):
         df = curves[name]
-        ax.plot(df["step"], df[df.columns[-1]], lw=1)
+        ax.plot(df["step"], df[df.columns[-1]], lw=1, marker="." if len(df) < 20 else None)  # a lone point shows
         ax.set_title(name, fontsize=8)
         ax.tick_params(labelsize=6)
     for ax in list(axes.flat)[len(names):]:
@@ -69,5 +70,44 @@ def distributions(per_system: Mapping[str, pd.DataFrame], metrics: Sequence[str]
         ax.set_title(f"{metric} ({split})", fontsize=9)
         ax.tick_params(labelsize=7)
     axes[0][0].set_yticks(range(1, len(systems) + 1), systems, fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+class Point(NamedTuple):
+    """One system's headline number on one split, with its 95% interval (NaN: none)."""
+
+    system: str
+    split: str
+    value: float
+    lo: float
+    hi: float
+    reference: bool
+
+
+def interval_chart(points: Sequence[Point], title: str) -> bytes:
+    """Systems top to bottom, each split a marker with its interval; reference rows in grey."""
+    systems = list(dict.fromkeys(p.system for p in points))
+    splits = list(dict.fromkeys(p.split for p in points))
+    fig, ax = plt.subplots(figsize=(3.6, 0.28 * len(systems) + 0.9))
+    offsets = np.linspace(-0.18, 0.18, len(splits)) if len(splits) > 1 else np.zeros(1)
+    markers = "osD^v"
+    for i, split in enumerate(splits):
+        for p in (p for p in points if p.split == split and np.isfinite(p.value)):
+            y = systems.index(p.system) + offsets[i]
+            err = None
+            if np.isfinite(p.lo) and np.isfinite(p.hi):  # the value is rounded as in the tables: it may sit a hair outside
+                err = [[max(0.0, p.value - p.lo)], [max(0.0, p.hi - p.value)]]
+            ax.errorbar(p.value, y, xerr=err, fmt=markers[i % len(markers)], ms=4, lw=1, capsize=2,
+                        color="0.55" if p.reference else f"C{i}", label=split if not p.reference else None)
+    ax.set_yticks(range(len(systems)), systems, fontsize=7)
+    ax.set_ylim(len(systems) - 0.5, -0.5)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(axis="x", lw=0.3)
+    ax.set_title(title, fontsize=9)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    if unique:
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
     fig.tight_layout()
     return _png(fig)

@@ -5,7 +5,8 @@ import base64
 import html
 import io
 import math
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -19,12 +20,15 @@ table { border-collapse: collapse; margin: .6em 0; font-size: .86em; }
 th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: right; vertical-align: top; }
 th { background: #f2f2f2; } td.l, th.l { text-align: left; }
 tr.ref td { background: #f7f7fb; } tr.pub td { background: #fffbea; color: #444; }
+tr.group td { background: #eef3f8; font-weight: bold; }
 .ci { color: #777; font-size: .85em; white-space: nowrap; }
 .banner { border: 3px solid #b00020; background: #fde7ea; color: #7a0014; font-weight: bold; font-size: 1.15em;
           padding: .7em 1em; margin: 1em 0; }
 .note { color: #555; font-size: .9em; } .warn { color: #9a4d00; font-weight: bold; }
 .better { background: #e3f5e1 !important; } .worse { background: #fbe4e4 !important; }
 audio { width: 210px; height: 32px; } img { max-width: 100%; }
+.charts { display: flex; flex-wrap: wrap; gap: .5em 1.5em; align-items: flex-start; }
+ul.answers li { margin: .3em 0; }
 .small { font-size: .8em; color: #555; } code { font-size: .9em; }
 """
 
@@ -62,14 +66,18 @@ def audio(samples: np.ndarray, sample_rate: int, label: str) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], row_classes: Sequence[str] | None = None,
-          left: int = 1, caption: str = "", header_rows: Sequence[str] = ()) -> str:
-    """A table of already-escaped cells; the first `left` columns are left-aligned."""
+          left: int = 1, caption: str = "", groups: Mapping[int, str] | None = None) -> str:
+    """A table of already-escaped cells; the first `left` columns are left-aligned.
+
+    `groups` maps a row index to a full-width heading row placed before that row.
+    """
     out = ["<table>"]
     if caption:
         out.append(f"<caption class='l'>{caption}</caption>")
-    out.extend(header_rows)
     out.append("<tr>" + "".join(f"<th class='{'l' if i < left else ''}'>{h}</th>" for i, h in enumerate(headers)) + "</tr>")
     for r, cells in enumerate(rows):
+        if groups and r in groups:
+            out.append(f"<tr class='group'><td class='l' colspan='{len(headers)}'>{groups[r]}</td></tr>")
         cls = f" class='{row_classes[r]}'" if row_classes and row_classes[r] else ""
         out.append(f"<tr{cls}>" + "".join(f"<td class='{'l' if i < left else ''}'>{c}</td>" for i, c in enumerate(cells))
                    + "</tr>")

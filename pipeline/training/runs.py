@@ -1,75 +1,168 @@
-"""The training and synthesis stages: read params, build data and task, train, export the model dir.
+"""The training stages' work, for any model family: stage config + layout -> an exported model directory.
 
-Paths follow docs/DATA.md. Every training run of a stage uses the same trainer, the same seed
-(`seed:`), the same `train:` settings and, for V2A, the same steps per family, so the scratch
-and pre-trained arms differ only in how the decoder starts.
+A stage entry (`stages/<name>.py`) parses its params into one of the frozen configs below and
+calls the matching function. Every run uses the same loop, the same seed (`seed:`), the same
+`train:` settings and, for V2A, the same steps per family, so the scratch and pre-trained arms
+differ only in how the decoder starts. Each exported directory holds `model.pt` and a model
+card (pipeline.inference.card) recording the crop, audio, training configuration, input
+hashes and the last validation.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import sys
-from dataclasses import asdict
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch.distributed as dist
 
-from pipeline.audio.mel import MelConfig
-from pipeline.config import get
-from pipeline.executor import Executor
-from pipeline.models.config import hifigan_config, model_config
-from pipeline.training.checkpoint import load_model_dir, save_model_dir, sha256_file
-from pipeline.training.data import AudioDirSource, ConcatSource, RoiSource, WindowDataset
-from pipeline.training.inference import resolve_device
-from pipeline.training.synthesize import run_synthesis
-from pipeline.training.tasks import A2ATask, V2ATask, VocoderTask
-from pipeline.training.trainer import Context, Task, TrainConfig, Trainer, TrainingDiverged, relaunch_distributed
+from pipeline.audio.mel import AudioConfig
+from pipeline.config import ConfigError, Params, fingerprint, parse, to_plain
+from pipeline.families import Family, get_family
+from pipeline.inference.card import ModelCard
+from pipeline.inference.model_dir import inputs_digest, save_model_dir
+from pipeline.layout import Layout
+from pipeline.models.config import HiFiGANConfig, hifigan_config
+from pipeline.streams import AudioDirSource, Catalog, ConcatSource, Stream, StreamSource
+from pipeline.training.config import TrainConfig, train_config
+from pipeline.training.loop import Trainer, WindowFeed
+from pipeline.training.task import Context, Task
+from pipeline.training.vocoder import VocoderLoss, VocoderTask
+from pipeline.training.windows import WindowDataset
+from pipeline.video.roi import RoiConfig, roi_config
 
-ROI = Path("data/roi")
-SPEAKERS = Path("data/features/speakers")
-MODELS = Path("models")
-REPORTS = Path("reports/train")
-SYNTH = Path("data/synth")
 CONDITIONING = "speakers stage `conditioning`: GE2E mean of other utterances of the speaker, never the target's own audio"
+OWN_CORPUS = "own"  # pretrain.corpora entry: the corpus's own TRAIN audio
 
 
-def inputs_digest(paths: list[Path]) -> str:
-    """Cheap identity of input files: name, size and the sha256 of their first and last MiB."""
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        size = p.stat().st_size
-        h.update(f"{p.as_posix()}:{size}".encode())
-        with open(p, "rb") as f:
-            h.update(f.read(1 << 20))
-            if size > 2 << 20:
-                f.seek(-(1 << 20), os.SEEK_END)
-                h.update(f.read())
-    return h.hexdigest()
+# -- configuration (called by the stage entries' `configure`) -------------------------------------
+def _typed(params: Params, dotted: str, tp: type) -> Any:
+    value = params.raw(dotted)
+    if not isinstance(value, tp) or isinstance(value, bool) and tp is not bool:
+        raise ConfigError(f"{dotted}: expected {tp.__name__}, got {value!r}")
+    return value
 
 
-def _fingerprint(**parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+def audio_config(params: Params) -> AudioConfig:
+    return params.parse("audio", AudioConfig)
 
 
-def _data_files(splits: list[str]) -> list[Path]:
-    files = [p for s in splits for p in (ROI / "shards" / s).rglob("*.parquet")]
-    return files + [SPEAKERS / p.relative_to(ROI / "shards") for p in files]
+def family_model(params: Params, family: Family, audio: AudioConfig) -> Any:
+    """`model.profile`'s preset of `family` with `model.overrides.<family>` applied."""
+    overrides = params.raw(f"model.overrides.{family.name}")
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise ConfigError(f"model.overrides.{family.name}: expected a mapping, got {overrides!r}")
+    return family.model_config(_typed(params, "model.profile", str), audio, overrides)
 
 
-def _roi_source(splits: list[str], min_frames: int = 1) -> RoiSource:
-    source = RoiSource(ROI, SPEAKERS, splits, min_frames)
+@dataclass(frozen=True)
+class PretrainFamily:
+    """One `pretrain.families` entry."""
+
+    steps: int
+    train: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # overrides of `train:`
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Stage `pretrain_a2a@<family>`."""
+
+    family: str
+    audio: AudioConfig
+    model: Any  # the family's config class
+    loss: Any  # the family's loss class
+    train: TrainConfig
+    corpora: tuple[str, ...]  # `own` and/or local audio directories
+    references: int  # local directories: other files averaged into each file's conditioning
+
+
+def pretrain_config(params: Params, family_name: str) -> PretrainConfig:
+    entry = params.parse(f"pretrain.families.{family_name}", PretrainFamily)
+    family = get_family(family_name)
+    family.check_kind("a2a")
+    audio = audio_config(params)
+    corpora = params.raw("pretrain.corpora")
+    if not isinstance(corpora, list) or not corpora or not all(isinstance(c, str) for c in corpora):
+        raise ConfigError(f"pretrain.corpora: expected a list of `own` or directories, got {corpora!r}")
+    return PretrainConfig(family_name, audio, family_model(params, family, audio),
+                          params.parse(f"loss.{family_name}", family.loss_class),
+                          train_config(params, entry.steps, f"pretrain.families.{family_name}.train"),
+                          tuple(corpora), _typed(params, "pretrain.references", int))
+
+
+@dataclass(frozen=True)
+class V2AConfig:
+    """Stage `train_v2a@<variant>`."""
+
+    name: str
+    variant: Any  # the family's variant class; `variant.family` names the family
+    audio: AudioConfig
+    roi: RoiConfig
+    model: Any
+    loss: Any
+    train: TrainConfig
+
+
+def v2a_config(params: Params, name: str) -> V2AConfig:
+    spec = params.raw(f"v2a.variants.{name}")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("family"), str):
+        raise ConfigError(f"v2a.variants.{name}: expected a mapping with a `family`, got {spec!r}")
+    family = get_family(spec["family"])
+    family.check_kind("v2a")
+    variant = parse(family.variant_class, spec, f"v2a.variants.{name}")
+    audio = audio_config(params)
+    return V2AConfig(name, variant, audio, roi_config(params), family_model(params, family, audio),
+                     params.parse(f"loss.{family.name}", family.loss_class),
+                     train_config(params, _typed(params, f"v2a.steps.{family.name}", int), "v2a.train"))
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    """Stage `vocoder`."""
+
+    audio: AudioConfig
+    model: HiFiGANConfig
+    loss: VocoderLoss
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class VocoderSection:
+    """params.yaml `vocoder`."""
+
+    steps: int
+    train: Mapping[str, Any]  # overrides of `train:`
+
+
+def vocoder_config(params: Params) -> VocoderConfig:
+    audio = audio_config(params)
+    section = params.parse("vocoder", VocoderSection)
+    overrides = params.raw("model.overrides.hifigan")
+    return VocoderConfig(audio, hifigan_config(_typed(params, "model.profile", str), audio.mel, overrides),
+                         params.parse("loss.vocoder", VocoderLoss), train_config(params, section.steps, "vocoder.train"))
+
+
+# -- data --------------------------------------------------------------------------------------
+def data_files(layout: Layout, streams: Sequence[Stream], splits: Sequence[str]) -> list[Path]:
+    """The shards of `splits` that `streams` read."""
+    roi = layout.roi / "shards"
+    rels = [p.relative_to(roi) for s in splits for p in (roi / s).rglob("*.parquet")]
+    roots = [roi] + sorted({s.root for s in streams} - {roi})
+    return [root / rel for root in roots for rel in rels]
+
+
+def _source(layout: Layout, streams: Sequence[Stream], splits: list[str], min_frames: int = 1) -> StreamSource:
+    source = StreamSource(layout.roi / "shards", streams, splits, min_frames)
     if any(source.skipped.values()):
         left = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in source.skipped.items() if n)
         print(f"{'+'.join(splits)}: {len(source)} utterances used, left out: {left}", flush=True)
     return source
 
 
-def _crop_info(source: RoiSource) -> dict[str, int]:
+def _frame(source: StreamSource, layout: Layout) -> dict[str, int]:
     if not len(source):
-        raise ValueError(f"no training utterances under {ROI / 'shards' / 'train'}")
+        raise ValueError(f"no training utterances under {layout.roi / 'shards' / 'train'}")
     _, h, w, c = source.read(0, ["video"])["video"].shape
     return {"height": int(h), "width": int(w), "channels": int(c)}
 
@@ -79,135 +172,100 @@ def _mean_embedding(source: Any) -> list[float]:
     return (mean / max(float(np.linalg.norm(mean)), 1e-8)).astype(np.float32).tolist()
 
 
-def _common_info(params: dict[str, Any], stage: str, name: str, cfg: TrainConfig, fingerprint: str) -> dict[str, Any]:
-    return {"stage": stage, "variant": name, "train": asdict(cfg), "fingerprint": fingerprint,
-            "fps": get(params, "audio.fps", 25), "conditioning": CONDITIONING, "seed": cfg.seed}
+def _feed(train: TrainConfig, train_data: WindowDataset, val_data: WindowDataset) -> WindowFeed:
+    return WindowFeed(train_data, val_data, train.batch_size, train.num_workers, train.val_utterances, train.seed)
 
 
-def _train(stage: str, name: str, params: dict[str, Any], cfg: TrainConfig, factory: Callable[[Context], Task],
-           train: WindowDataset, val: WindowDataset | None, fingerprint: str, out_dir: Path,
-           info: dict[str, Any]) -> Path:
-    trainer = Trainer(factory, cfg, train, val, MODELS / "checkpoints" / stage / name, REPORTS / stage / name,
-                      fingerprint, name=f"{stage} {name}")
+# -- training ----------------------------------------------------------------------------------
+def _fit_and_export(stage: str, name: str, train: TrainConfig, factory: Callable[[Context], Task], feed: WindowFeed,
+                    fp: str, layout: Layout, out_dir: Path, card: Callable[[dict[str, Any], dict[str, Any]], ModelCard]) -> Path:
+    """Train (resuming a run of the same fingerprint) and write the model directory with its card."""
+    trainer = Trainer(factory, train.loop(), feed, layout.checkpoints(stage, name), layout.train_reports(stage, name),
+                      fp, name=f"{stage} {name}")
     task = trainer.fit()
     if trainer.dist.is_main:
-        state, config = task.export()
-        config.update(_common_info(params, stage, name, cfg, fingerprint), step=cfg.steps, **info)
-        if trainer.last_validation:
-            config["validation"] = trainer.last_validation.metrics
-        save_model_dir(out_dir, state, config)
+        state, extra = task.export()
+        validation = trainer.last_validation.metrics if trainer.last_validation else {}
+        save_model_dir(out_dir, state, card({**extra, "stage": stage, "fingerprint": fp}, validation))
         print(f"{stage} {name}: wrote {out_dir}", flush=True)
     return out_dir
 
 
-def _model_config(params: dict[str, Any], family: str, **extra: Any) -> Any:
-    """`model.profile` preset of `family` with `model.overrides.<family>` and the project's mel settings."""
-    mel = MelConfig.from_params(params)
-    overrides = {"mel": mel, "n_mels": mel.n_mels, **(get(params, f"model.overrides.{family}") or {}), **extra}
-    return model_config(family, get(params, "model.profile", "demo"), overrides)
-
-
-def run_stage(module: str, argv: list[str], fn: Callable[..., Any], params: dict[str, Any], usage: str = "") -> int:
-    """Run a training stage: relaunch under torchrun when `train.devices` > 1, report divergence, exit code."""
-    if len(argv) != len(usage.split()):
-        print(f"usage: python -m {module} {usage}".rstrip(), file=sys.stderr)
-        return 2
-    rc = relaunch_distributed(int(get(params, "train.devices", 1) or 1), module, argv)
-    if rc is not None:
-        return rc
-    try:
-        fn(params, *argv)
-    except TrainingDiverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
-
-
-def pretrain_a2a(params: dict[str, Any], family: str) -> Path:
-    """Audio-only A2A pre-training of `family` on `pretrain.corpora` (own TRAIN audio, local dirs)."""
-    section = get(params, f"pretrain.families.{family}")
-    if not section:
-        raise KeyError(f"no family {family!r} in pretrain.families; have {sorted(get(params, 'pretrain.families', {}))}")
-    cfg = TrainConfig.from_params(params, section["steps"], **(section.get("train") or {}))
-    mcfg = _model_config(params, family)
-    spf = mcfg.samples_per_frame
-    sources, described = [], []
-    for corpus in get(params, "pretrain.corpora", ["own"]):
-        if corpus == "own":
-            sources.append(_roi_source(["train"], cfg.window_frames))
-            described.append({"own": inputs_digest(_data_files(["train"]))})
+def pretrain_a2a(cfg: PretrainConfig, layout: Layout) -> Path:
+    """Audio-only A2A pre-training of `cfg.family` on `cfg.corpora` (own TRAIN audio, local dirs)."""
+    family = get_family(cfg.family)
+    catalog = Catalog(layout, cfg.audio)
+    streams = family.train_streams("a2a", catalog)
+    keys = [s.key for s in streams]
+    window = cfg.train.window_frames
+    sources: list[Any] = []
+    described: list[dict[str, Any]] = []
+    for corpus in cfg.corpora:
+        if corpus == OWN_CORPUS:
+            sources.append(_source(layout, streams, ["train"], window))
+            described.append({corpus: inputs_digest(data_files(layout, streams, ["train"]))})
         else:
-            src = AudioDirSource(corpus, mcfg.mel.sample_rate, spf, cfg.window_frames,
-                                 MODELS / "checkpoints" / "pretrain_a2a" / "speaker-cache",
-                                 int(get(params, "pretrain.references", 4)))
+            src = AudioDirSource(corpus, cfg.audio.sample_rate, catalog.samples_per_frame, window,
+                                 layout.checkpoints("pretrain_a2a", "speaker-cache"), cfg.references, cfg.train.seed)
             sources.append(src)
-            described.append({str(corpus): [len(src), sum(src.frames)]})  # hashing every file would be slow
-    train = WindowDataset(ConcatSource(sources), cfg.window_frames, spf, with_video=False)
-    val = WindowDataset(_roi_source(["val"]), None, spf, with_video=False)
-    loss = get(params, f"loss.{family}")
-    fp = _fingerprint(stage="pretrain_a2a", family=family, cfg=asdict(cfg), model=mcfg.to_dict(), loss=loss,
-                      corpora=described, val=inputs_digest(_data_files(["val"])))
-    info = {"corpora": get(params, "pretrain.corpora", ["own"]), "mean_speaker_embedding": _mean_embedding(train.source)}
-    return _train("pretrain_a2a", family, params, cfg, lambda ctx: A2ATask(ctx, cfg, mcfg, loss), train, val, fp,
-                  MODELS / "a2a" / family, info)
+            described.append({corpus: [len(src), sum(src.frames)]})  # hashing every file would be slow
+    train = WindowDataset(ConcatSource(sources), window, keys)
+    val = WindowDataset(_source(layout, streams, ["val"]), None, keys)
+    data = {"corpora": described, "val": inputs_digest(data_files(layout, streams, ["val"]))}
+    fp = fingerprint(stage="pretrain_a2a", family=cfg.family, train=cfg.train, model=cfg.model, loss=cfg.loss, data=data)
+
+    def card(extra: dict[str, Any], validation: dict[str, Any]) -> ModelCard:
+        return ModelCard("a2a", family.name, family.name, family.inputs["a2a"], {"audio": to_plain(cfg.audio)},
+                         to_plain(cfg.train), data, validation,
+                         {**extra, "corpora": list(cfg.corpora), "conditioning": CONDITIONING,
+                          "mean_speaker_embedding": _mean_embedding(train.source)}, to_plain(cfg.model))
+
+    return _fit_and_export("pretrain_a2a", family.name, cfg.train,
+                           lambda ctx: family.task("a2a", ctx, cfg.train, cfg.model, cfg.loss),
+                           _feed(cfg.train, train, val), fp, layout, layout.model("a2a", family.name), card)
 
 
-def train_vocoder(params: dict[str, Any]) -> Path:
+def train_v2a(cfg: V2AConfig, layout: Layout) -> Path:
+    """One V2A variant: its family's model and objective, its decoder's start, its statistics sets."""
+    family = get_family(cfg.variant.family)
+    catalog = Catalog(layout, cfg.audio)
+    streams = family.train_streams("v2a", catalog, cfg.variant)
+    keys = [s.key for s in streams]
+    source = _source(layout, streams, ["train"], cfg.train.window_frames)
+    frame = _frame(source, layout)
+    model = dataclasses.replace(cfg.model, in_channels=frame["channels"])
+    train = WindowDataset(source, cfg.train.window_frames, keys)
+    val = WindowDataset(_source(layout, streams, ["val"]), None, keys)
+    init = family.initial_state("v2a", cfg.variant, layout)
+    data = {"train+val": inputs_digest(data_files(layout, streams, ["train", "val"])),
+            "init": init.identity if init else None}
+    fp = fingerprint(stage="train_v2a", variant=cfg.variant, train=cfg.train, model=model, loss=cfg.loss, data=data)
+
+    def card(extra: dict[str, Any], validation: dict[str, Any]) -> ModelCard:
+        crop = {"roi": to_plain(cfg.roi), "audio": to_plain(cfg.audio), "frame": frame}
+        return ModelCard("v2a", family.name, cfg.name, family.inputs["v2a"], crop, to_plain(cfg.train), data,
+                         validation, {**extra, "variant": to_plain(cfg.variant), "conditioning": CONDITIONING,
+                                      "mean_speaker_embedding": _mean_embedding(source)}, to_plain(model))
+
+    return _fit_and_export("train_v2a", cfg.name, cfg.train,
+                           lambda ctx: family.task("v2a", ctx, cfg.train, model, cfg.loss, cfg.variant, init),
+                           _feed(cfg.train, train, val), fp, layout, layout.model("v2a", cfg.name), card)
+
+
+def train_vocoder(cfg: VocoderConfig, layout: Layout) -> Path:
     """HiFi-GAN on the corpus's TRAIN audio (ground-truth log-mels)."""
-    section = get(params, "vocoder", {}) or {}
-    cfg = TrainConfig.from_params(params, section["steps"], **(section.get("train") or {}))
-    mel = MelConfig.from_params(params)
-    vcfg = hifigan_config(get(params, "model.profile", "demo"),
-                          {"n_mels": mel.n_mels, "hop_length": mel.hop_length, **(get(params, "model.overrides.hifigan") or {})})
-    spf = mel.hop_length * mel.frames_per_video_frame(get(params, "audio.fps", 25))
-    train = WindowDataset(_roi_source(["train"], cfg.window_frames), cfg.window_frames, spf,
-                          with_video=False)
-    val = WindowDataset(_roi_source(["val"]), None, spf, with_video=False)
-    loss = get(params, "loss.vocoder")
-    fp = _fingerprint(stage="vocoder", cfg=asdict(cfg), model=vcfg.to_dict(), mel=asdict(mel), loss=loss,
-                      data=inputs_digest(_data_files(["train", "val"])))
-    return _train("vocoder", "hifigan", params, cfg, lambda ctx: VocoderTask(ctx, cfg, vcfg, mel, loss), train, val,
-                  fp, MODELS / "vocoder", {})
+    catalog = Catalog(layout, cfg.audio)
+    # the conditioning is not used, but an utterance the speakers stage failed on stays out, as for every model
+    streams = catalog.get("audio", "spk")
+    train = WindowDataset(_source(layout, streams, ["train"], cfg.train.window_frames), cfg.train.window_frames, ["audio"])
+    val = WindowDataset(_source(layout, streams, ["val"]), None, ["audio"])
+    data = {"train+val": inputs_digest(data_files(layout, streams, ["train", "val"]))}
+    fp = fingerprint(stage="vocoder", train=cfg.train, model=cfg.model, audio=cfg.audio, loss=cfg.loss, data=data)
 
+    def card(extra: dict[str, Any], validation: dict[str, Any]) -> ModelCard:
+        return ModelCard("vocoder", None, "hifigan", ("mel",), {"audio": to_plain(cfg.audio)}, to_plain(cfg.train),
+                         data, validation, extra, to_plain(cfg.model))
 
-def train_v2a(params: dict[str, Any], variant: str) -> Path:
-    """One V2A variant of `v2a.variants`: family, decoder initialisation, separate batch-norm statistics."""
-    spec = get(params, f"v2a.variants.{variant}")
-    if not spec:
-        raise KeyError(f"no variant {variant!r} in v2a.variants; have {sorted(get(params, 'v2a.variants', {}))}")
-    family, decoder, separate = spec["family"], spec.get("decoder", "scratch"), bool(spec.get("separate_bn", True))
-    own = get(params, "v2a.train") or {}
-    cfg = TrainConfig.from_params(params, get(params, f"v2a.steps.{family}"), **own)
-    source = _roi_source(["train"], cfg.window_frames)
-    crop = _crop_info(source)
-    mcfg = _model_config(params, family, in_channels=crop["channels"])
-    train = WindowDataset(source, cfg.window_frames, mcfg.samples_per_frame)
-    val = WindowDataset(_roi_source(["val"]), None, mcfg.samples_per_frame)
-    a2a_state, init = None, None
-    if decoder != "scratch":
-        a2a_dir = MODELS / "a2a" / family
-        a2a_state, a2a_config = load_model_dir(a2a_dir)
-        init = {"path": str(a2a_dir), "sha256": sha256_file(a2a_dir / "model.pt"), "step": a2a_config.get("step")}
-    loss = get(params, f"loss.{family}")
-    fp = _fingerprint(stage="train_v2a", variant=spec, cfg=asdict(cfg), model=mcfg.to_dict(), loss=loss, init=init,
-                      data=inputs_digest(_data_files(["train", "val"])))
-    info = {"crop": crop, "decoder_init": init, "mean_speaker_embedding": _mean_embedding(source),
-            "roi_params": {"roi": params.get("roi"), "audio": params.get("audio")}}
-    factory = lambda ctx: V2ATask(ctx, cfg, mcfg, loss, decoder, separate, a2a_state)  # noqa: E731
-    return _train("train_v2a", variant, params, cfg, factory, train, val, fp, MODELS / "v2a" / variant, info)
-
-
-def synthesize_variant(params: dict[str, Any], variant: str) -> dict[str, Any]:
-    """Every split through `models/v2a/<variant>` into `data/synth/<variant>/`."""
-    section = get(params, "synthesize", {}) or {}
-    use_hifigan = section.get("vocoder", "hifigan") == "hifigan"
-    device = str(section.get("device", "auto"))
-    # On a GPU one process batches best; a pool would put one CUDA context per worker on it.
-    on_gpu = resolve_device(device).type == "cuda"
-    workers = 1 if on_gpu else section.get("workers") or get(params, "executor.workers") or None
-    executor = Executor(workers=workers, address=get(params, "executor.address"))
-    return run_synthesis(MODELS / "v2a" / variant, MODELS / "vocoder" if use_hifigan else None, ROI, SPEAKERS,
-                         SYNTH / variant, executor, int(section.get("batch_size", 8)), device)
+    return _fit_and_export("vocoder", "hifigan", cfg.train,
+                           lambda ctx: VocoderTask(ctx, cfg.train, cfg.model, cfg.audio.mel, cfg.loss),
+                           _feed(cfg.train, train, val), fp, layout, layout.vocoder, card)

@@ -13,11 +13,11 @@ import numpy as np
 
 from pipeline.atomic import atomic_path
 from pipeline.audio.io import write_wav
-from pipeline.config import PARAMS_FILE, load_params
+from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.video.decode import ClipError
 from pipeline.video.landmarks import check_backend
 from pipeline.video.probe import ffmpeg_exe
-from pipeline.video.roi import ClipCrop, RoiConfig, crop_clip
+from pipeline.video.roi import ClipCrop, crop_clip, roi_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,15 +25,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", type=Path, help="any video ffmpeg reads; silent videos are fine")
     parser.add_argument("-o", "--output", type=Path, required=True, help="OUT.npz: video, audio, transforms, missing")
     parser.add_argument("--preview", type=Path, help="also write the crops (with the audio, if any) as an mp4")
-    parser.add_argument("--params", type=Path, help=f"roi/audio settings (default: {PARAMS_FILE} if present)")
+    parser.add_argument("--params", type=Path, default=PARAMS_FILE, help=f"roi/audio settings (default: {PARAMS_FILE})")
 
 
 def run(args: argparse.Namespace) -> int:
     """Crop one video; print a one-line JSON summary, or a one-line reason and exit 1."""
     start = time.perf_counter()
     try:
-        params = load_params(args.params) if args.params or PARAMS_FILE.is_file() else {}
-        cfg = RoiConfig.from_params(params)
+        cfg = roi_config(Params(load_params(args.params)))
+    except (OSError, ValueError) as exc:  # ConfigError is a ValueError
+        print(f"v2s crop: {args.params}: {exc}", file=sys.stderr)
+        return 1
+    try:
         check_backend(cfg.backend)
         result = crop_clip(args.video, cfg, require_audio=False)
     except (ClipError, OSError, RuntimeError, ValueError) as exc:

@@ -13,7 +13,6 @@ Every step is closed-form numpy plus one OpenCV bilinear warp, so a clip gives t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -36,18 +35,13 @@ REFERENCE_MOUTH_WIDTH = float(np.linalg.norm(
 
 @dataclass(frozen=True)
 class CropConfig:
-    """How a mouth crop is made (`roi:` in params.yaml)."""
+    """How a mouth crop is made: the crop's part of `RoiConfig` (`roi:` in params.yaml)."""
 
-    size: int = 96
-    gray: bool = True
-    mouth_width: float = 0.5
-    smooth_window: int = 5
-    max_missing: float = 0.2
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "CropConfig":
-        section = params.get("roi", {}) or {}
-        return cls(**{k: section[k] for k in cls.__dataclass_fields__ if k in section})
+    size: int  # crop side in pixels
+    gray: bool  # one channel, or RGB
+    mouth_width: float  # the reference face's mouth width as a fraction of the crop side
+    smooth_window: int  # frames in the centred moving average over landmark tracks
+    max_missing: float  # largest fraction of frames without a face
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,15 @@ A frame without a face gives NaN rows.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
+import threading
 import warnings
-from typing import Protocol
+from collections.abc import Iterator
+from typing import IO, Protocol
 from urllib.error import URLError
 
 import numpy as np
@@ -25,6 +31,52 @@ KEYPOINTS = (
 )
 MEDIAPIPE_INDEX = (33, 133, 362, 263, 2, 61, 291, 0, 17)
 IBUG68_INDEX = (36, 39, 42, 45, 33, 48, 54, 51, 57)
+
+
+# mediapipe's C++ (absl logging, TFLite) writes INFO and WARNING lines straight to file descriptor 2,
+# out of reach of Python's logging and of environment variables such as GLOG_minloglevel: a few
+# per graph start, so hundreds per stage run. These patterns are those lines; errors (`E...`,
+# `F...`, TFLite's `ERROR:`) and anything else written meanwhile still reach stderr.
+_NATIVE_NOISE = re.compile(
+    rb"^(?:[IW]\d{4} \S+ +\d+ \S+:\d+\] |INFO: |WARNING: All log messages before absl::InitializeLog\(\) )"
+)
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_state: tuple[int, IO[bytes]] | None = None
+
+
+@contextlib.contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Hold back mediapipe's native INFO/WARNING lines while the block runs; pass on the rest at its end.
+
+    File descriptor 2 is process-wide, so overlapping blocks (threads) share one redirection,
+    undone when the last of them ends.
+    """
+    global _quiet_depth, _quiet_state
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            sys.stderr.flush()
+            sink = tempfile.TemporaryFile()
+            saved = os.dup(2)
+            os.dup2(sink.fileno(), 2)
+            _quiet_state = (saved, sink)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _quiet_state is not None:
+                saved, sink = _quiet_state
+                _quiet_state = None
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                kept = b"".join(line for line in sink.read().splitlines(keepends=True) if not _NATIVE_NOISE.match(line))
+                sink.close()
+                if kept:
+                    os.write(2, kept)
 
 
 class ModelUnavailable(RuntimeError):
@@ -45,23 +97,25 @@ class MediaPipeMesh:
     def __init__(self, static: bool = False, min_confidence: float = 0.5):
         from mediapipe.python.solutions.face_mesh import FaceMesh
 
-        self._mesh = FaceMesh(
-            static_image_mode=static, max_num_faces=1, refine_landmarks=False,
-            min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence,
-        )
+        with quiet_native_logs():
+            self._mesh = FaceMesh(
+                static_image_mode=static, max_num_faces=1, refine_landmarks=False,
+                min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence,
+            )
 
     def detect(self, frames: np.ndarray) -> np.ndarray:
-        # A fresh graph per clip: tracking state must not leak from the clip this worker did
-        # before, or a clip's crop would depend on which worker ran it.
-        self._mesh.reset()
         height, width = frames.shape[1:3]
         out = np.full((len(frames), len(KEYPOINTS), 2), np.nan)
-        for t, frame in enumerate(frames):
-            faces = self._mesh.process(frame).multi_face_landmarks
-            if faces:
-                marks = faces[0].landmark
-                # Normalised [0, 1] spans the image's edges; pixel i's centre is (i + 0.5) / size.
-                out[t] = [(marks[i].x * width - 0.5, marks[i].y * height - 0.5) for i in MEDIAPIPE_INDEX]
+        with quiet_native_logs():
+            # A fresh graph per clip: tracking state must not leak from the clip this worker did
+            # before, or a clip's crop would depend on which worker ran it.
+            self._mesh.reset()
+            for t, frame in enumerate(frames):
+                faces = self._mesh.process(frame).multi_face_landmarks
+                if faces:
+                    marks = faces[0].landmark
+                    # Normalised [0, 1] spans the image's edges; pixel i's centre is (i + 0.5) / size.
+                    out[t] = [(marks[i].x * width - 0.5, marks[i].y * height - 0.5) for i in MEDIAPIPE_INDEX]
         return out
 
 
@@ -125,17 +179,21 @@ _CACHE: dict[tuple[str, bool], LandmarkDetector] = {}
 
 def get_detector(backend: str, static: bool = False) -> LandmarkDetector:
     """This process's detector for `backend`, built once (loading a model costs more than a clip)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown roi.backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_name(backend)
     key = (backend, static)
     if key not in _CACHE:
         _CACHE[key] = MediaPipeMesh(static=static) if backend == "mediapipe" else FanLandmarks()
     return _CACHE[key]
 
 
-def check_backend(backend: str) -> None:
-    """Fail before any work starts if `backend` is unknown or its model files are unavailable."""
+def check_name(backend: str) -> None:
+    """A `ValueError` naming the choices unless `backend` is one of BACKENDS."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown roi.backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def check_backend(backend: str) -> None:
+    """Fail before any work starts if `backend` is unknown or its model files are unavailable."""
+    check_name(backend)
     if backend == "face_alignment":
         ensure_fan_weights()

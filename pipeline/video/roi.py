@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,37 +17,48 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.atomic import atomic_dir, atomic_path
+from pipeline.config import Params
 from pipeline.executor import Executor
 from pipeline.manifest import MANIFEST_SCHEMA
 from pipeline.shards import pack, plan_shards, write_shard
 from pipeline.video.crop import CropConfig, MouthCrop, crop_mouth
 from pipeline.video.decode import Clip, ClipError, decode_clip
-from pipeline.video.landmarks import check_backend, get_detector
+from pipeline.video.landmarks import check_backend, check_name, get_detector
 
 ROI_MANIFEST_SCHEMA = MANIFEST_SCHEMA.append(pa.field("shard", pa.string())).append(pa.field("row", pa.int64()))
 
 
 @dataclass(frozen=True)
 class RoiConfig:
-    """Everything that decides a clip's crop and audio (`roi:` and `audio:` in params.yaml)."""
+    """Everything that decides a clip's crop and audio: the `roi:` section, and `audio.fps`/`audio.sample_rate`.
 
-    fps: int = 25
-    sample_rate: int = 16000
-    backend: str = "mediapipe"
-    min_frames: int = 10
-    max_side: int = 640
-    shard_size: int = 200
-    max_reject_fraction: float = 0.05
-    crop: CropConfig = field(default_factory=CropConfig)
+    `to_plain(cfg)` is the resolved crop a model card records; `parse(RoiConfig, that)` rebuilds it.
+    """
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "RoiConfig":
-        roi = params.get("roi", {}) or {}
-        audio = params.get("audio", {}) or {}
-        keys = ("backend", "min_frames", "max_side", "shard_size", "max_reject_fraction")
-        own = {k: roi[k] for k in keys if k in roi}
-        rates = {k: audio[k] for k in ("fps", "sample_rate") if k in audio}
-        return cls(**own, **rates, crop=CropConfig.from_params(params))
+    backend: str  # landmark detector: mediapipe | face_alignment
+    size: int
+    gray: bool
+    mouth_width: float
+    smooth_window: int
+    max_missing: float
+    min_frames: int  # shorter clips are rejected (frames at `fps`)
+    max_side: int  # larger videos are decoded scaled down to this longer side
+    shard_size: int  # utterances per shard at most
+    max_reject_fraction: float  # the stage fails above this share of rejected clips
+    fps: int  # audio.fps
+    sample_rate: int  # audio.sample_rate
+
+    def __post_init__(self) -> None:
+        check_name(self.backend)
+
+    @property
+    def crop(self) -> CropConfig:
+        return CropConfig(self.size, self.gray, self.mouth_width, self.smooth_window, self.max_missing)
+
+
+def roi_config(params: Params) -> RoiConfig:
+    """`roi:` with the audio rates it decodes at, as the stage and `v2s crop` read them."""
+    return params.parse("roi", RoiConfig, fps=params.raw("audio.fps"), sample_rate=params.raw("audio.sample_rate"))
 
 
 @dataclass(frozen=True)
@@ -116,7 +127,7 @@ class RoiSummary:
         )
 
 
-def run(params: dict[str, Any], manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> RoiSummary:
+def run(cfg: RoiConfig, executor: Executor, manifest: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> RoiSummary:
     """Crop every `ok` clip of `manifest` into `out_dir/shards/` and write `out_dir/manifest.parquet`.
 
     The output manifest is the input one with roi's rejections applied, `shard`/`row` for the
@@ -125,7 +136,6 @@ def run(params: dict[str, Any], manifest: str | os.PathLike[str], out_dir: str |
     its last clip arrives, all inside a temporary directory that replaces `out_dir` only once
     complete.
     """
-    cfg = RoiConfig.from_params(params)
     check_backend(cfg.backend)
     rows = pq.read_table(manifest).to_pylist()
     ok = {r["utt_id"]: r for r in rows if r["status"] == "ok"}
@@ -133,7 +143,7 @@ def run(params: dict[str, Any], manifest: str | os.PathLike[str], out_dir: str |
     items = [ok[u] for utts in plan.values() for u in utts]
     start = time.perf_counter()
     work = partial(process_utterance, cfg=cfg)
-    results = Executor.from_params(params).imap(work, items, desc="roi", total=len(items))
+    results = executor.imap(work, items, desc="roi", total=len(items))
     frames, shards, reasons = 0, 0, Counter()
     with atomic_dir(out_dir) as tmp:
         for relpath, utts in plan.items():

@@ -1,0 +1,103 @@
+"""The evaluation's settings, parsed from `params.yaml` at the entry points (stages, `v2s score`).
+
+`scoring_config` is shared by the `evaluate` stages and `v2s score`, so a pair of files is
+scored with the very settings the stages use. Only the entry points call these parsers.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.audio.mel import AudioConfig, MelConfig
+from pipeline.config import ConfigError, Params, parse
+from pipeline.corpora.config import CorpusConfig
+from pipeline.evaluation.asr_sphinx import SphinxConfig
+from pipeline.evaluation.checks import CheckConfig
+from pipeline.executor import ExecutorConfig
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """params.yaml `evaluate` (its `checks` completed with `audio.sample_rate`)."""
+
+    splits: tuple[str, ...]  # each scored when it has utterances
+    samples_per_split: int  # utterances per split whose audio is kept for the report
+    checks: CheckConfig
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """What the score of one (reference, hypothesis) pair depends on besides the audio."""
+
+    mel: MelConfig
+    checks: CheckConfig
+    sphinx: SphinxConfig
+    ctc: bool  # asr.ctc.enabled: score with the trained in-domain ASR (models/asr)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Everything an `evaluate@<system>` or `evaluate_references` stage reads from params."""
+
+    evaluate: EvaluateConfig
+    scoring: ScoringConfig
+    corpus: CorpusConfig  # recorded in the metrics files: the corpus and its split protocol
+    # evaluate_references only (synthesize.vocoder): the vocoder of the ceiling and baseline rows
+    vocoder: Literal["hifigan", "griffin_lim"] | None
+    executor: ExecutorConfig
+
+    def protocol(self, corpus: str) -> str:
+        """The split protocol of corpus `corpus` ("unknown" for a name params has no section for)."""
+        return str(getattr(getattr(self.corpus, corpus, None), "protocol", "unknown"))
+
+
+def mel_config(params: Params) -> MelConfig:
+    """The log-mel analysis of params.yaml `audio`."""
+    return params.parse("audio", AudioConfig).mel
+
+
+def splits(params: Params) -> tuple[str, ...]:
+    """`evaluate.splits`, for stages that read only that key of `evaluate`."""
+    value = params.raw("evaluate.splits")
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"evaluate.splits: expected a list of split names, got {value!r}")
+    return tuple(value)
+
+
+def _evaluate(params: Params, mel: MelConfig) -> EvaluateConfig:
+    section = params.raw("evaluate")
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"evaluate: expected a mapping, got {section!r}")
+    checks = section.get("checks")
+    if isinstance(checks, Mapping):
+        if "sample_rate" in checks:
+            raise ConfigError("unknown key evaluate.checks.sample_rate: the checks use audio.sample_rate")
+        section = {**section, "checks": {**checks, "sample_rate": mel.sample_rate}}
+    return parse(EvaluateConfig, section, "evaluate")
+
+
+def _flag(params: Params, dotted: str) -> bool:
+    value = params.raw(dotted)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{dotted}: expected true or false, got {value!r}")
+    return value
+
+
+def scoring_config(params: Params) -> ScoringConfig:
+    """`audio`, `evaluate.checks`, `asr.sphinx` and `asr.ctc.enabled`, parsed strictly."""
+    mel = mel_config(params)
+    return ScoringConfig(mel, _evaluate(params, mel).checks, params.parse("asr.sphinx", SphinxConfig),
+                         _flag(params, "asr.ctc.enabled"))
+
+
+def evaluation_config(params: Params, references: bool) -> EvaluationConfig:
+    """The config of `evaluate_references` (`references`) or of `evaluate@<system>`."""
+    scoring = scoring_config(params)
+    vocoder = None
+    if references:
+        vocoder = params.raw("synthesize.vocoder")
+        if vocoder not in ("hifigan", "griffin_lim"):
+            raise ConfigError(f"synthesize.vocoder: {vocoder!r} is not one of ['hifigan', 'griffin_lim']")
+    return EvaluationConfig(_evaluate(params, scoring.mel), scoring, params.parse("corpus", CorpusConfig), vocoder,
+                            params.parse("executor", ExecutorConfig))

@@ -1,0 +1,209 @@
+"""What the A2A/V2A families of Kefalas et al. (arXiv 2306.15464) share; each family fills in its parts.
+
+A family of this kind makes two models from the same temporal module and decoder: an A2A
+audio autoencoder (its own audio encoder) pre-trained on audio alone, and a V2A model (the
+lip-reading video encoder) whose decoder starts from scratch or from the A2A decoder, frozen or
+fine-tuned, with per-source batch-norm statistics. A family supplies its audio encoder,
+temporal module, decoder and `Objective` (losses, validation terms, waveform of its output).
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pipeline.audio.mel import LogMel
+from pipeline.config import parse
+from pipeline.families.base import Family, Init
+from pipeline.inference.card import ModelCard
+from pipeline.inference.model_dir import WEIGHTS, load_model_dir, sha256_file
+from pipeline.inference.vocoder import Vocoder
+from pipeline.layout import Layout
+from pipeline.models.a2a import A2A
+from pipeline.models.config import SpeechConfig
+from pipeline.models.norm import freeze, multi_stat_norms, set_norm_stats
+from pipeline.models.v2a import V2A, load_decoder
+from pipeline.training.config import TrainConfig
+from pipeline.training.task import Context, Task, Validation, adamw, schedule
+
+DecoderInit = Literal["scratch", "pretrained_frozen", "pretrained_finetuned"]
+
+
+@dataclass(frozen=True)
+class SpeechVariant:
+    """A `v2a.variants` entry: the decoder's start (from `models/a2a/<family>`) and its statistics sets."""
+
+    family: str
+    decoder: DecoderInit
+    # false: the decoder keeps normalising with the A2A's audio statistics (see params.yaml)
+    separate_bn: bool
+
+
+def video_input(batch: Mapping[str, Tensor]) -> Tensor:
+    """Mouth crops as the video encoder takes them: uint8 (B, T, C, H, W) -> float in [0, 1]."""
+    return batch["video"].float() / 255.0
+
+
+def audio_input(batch: Mapping[str, Tensor]) -> Tensor:
+    return batch["audio"].float()
+
+
+class Objective:
+    """A family's training objective for one generator: the step's losses and its validation terms."""
+
+    @abstractmethod
+    def step(self, audio: Tensor, out: Tensor, target: Tensor) -> dict[str, float]:
+        """Losses of the generator output `out` for `audio` (log-mel `target`), optimised; the logged values."""
+
+    @abstractmethod
+    def mel(self, out: Tensor) -> Tensor:
+        """The output as a log-mel (B, n_mels, F)."""
+
+    def extra_metrics(self, out: Tensor, audio: Tensor) -> dict[str, float]:
+        """Validation metrics besides the log-mel L1."""
+        return {}
+
+    @abstractmethod
+    def waveform(self, out: Tensor, mel: Tensor) -> np.ndarray:
+        """One utterance's output (and its log-mel) as a waveform to listen to in the training log."""
+
+
+class SpeechTask(Task):
+    """An A2A or V2A generator trained with its family's objective."""
+
+    def __init__(self, ctx: Context, train: TrainConfig, family: SpeechFamily, cfg: SpeechConfig, loss: Any,
+                 generator: nn.Module, norm_set: str, prepare: Callable[[Mapping[str, Tensor]], Tensor],
+                 extra: dict[str, Any]):
+        self.ctx, self.cfg, self.norm_set, self.prepare, self.extra = ctx, cfg, norm_set, prepare, extra
+        set_norm_stats(generator, norm_set)
+        self.nets = {"g": generator.to(ctx.device)}
+        self.optimizers = {"g": adamw(generator.parameters(), train.lr, train.betas, train.weight_decay)}
+        self.objective = family.objective(self, cfg, loss, train)
+        self.schedulers = {k: schedule(o, train) for k, o in self.optimizers.items()}
+        self.logmel = LogMel(cfg.mel).to(ctx.device)
+
+    def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        audio, spk = batch["audio"], batch["spk"]
+        target = self.logmel(audio)
+        with self.ctx.autocast():
+            out = self.nets["g"](self.prepare(batch), spk)
+        return self.objective.step(audio, out.float(), target)
+
+    def validate(self, batches: Iterator[dict[str, Tensor]]) -> Validation:
+        g = self.net("g")
+        values: dict[str, list[float]] = {}
+        example = None
+        for b in batches:
+            out = g(self.prepare(b), b["spk"]).float()
+            target = self.logmel(b["audio"])
+            pred = self.objective.mel(out)
+            for k, v in {"mel_l1": float(torch.nn.functional.l1_loss(pred, target)),
+                         **self.objective.extra_metrics(out, b["audio"])}.items():
+                values.setdefault(k, []).append(v)
+            if example is None:
+                example = (pred[0].cpu().numpy(), target[0].cpu().numpy(), self.objective.waveform(out[0], pred[0]),
+                           b["audio"][0].cpu().numpy())
+        metrics = {k: float(np.mean(v)) for k, v in values.items()}
+        return Validation(metrics, *example, sample_rate=self.cfg.mel.sample_rate) if example else Validation(metrics)
+
+    def export(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        return self.net("g").state_dict(), {"norm_stats": self.norm_set, **self.extra}
+
+
+class SpeechFamily(Family):
+    """A Kefalas et al. family: A2A pre-training and V2A variants over shared parts."""
+
+    kinds = ("a2a", "v2a")
+    reads = {"a2a": ("audio", "spk"), "v2a": ("video", "audio", "spk")}
+    inputs = {"a2a": ("audio", "spk"), "v2a": ("video", "spk")}
+    variant_class = SpeechVariant
+    _prepare = {"a2a": audio_input, "v2a": video_input}
+
+    @abstractmethod
+    def audio_encoder(self, cfg: Any) -> nn.Module:
+        """The A2A's encoder: waveform (B, S) -> features (B, T, D) at the video frame rate."""
+
+    @abstractmethod
+    def temporal(self, cfg: Any, in_dim: int) -> nn.Module:
+        """The temporal module over frame features of width `in_dim`."""
+
+    @abstractmethod
+    def decoder(self, cfg: Any, in_dim: int) -> nn.Module:
+        """The decoder (multi-statistics batch norms) reading the temporal module's features."""
+
+    @abstractmethod
+    def objective(self, task: SpeechTask, cfg: Any, loss: Any, train: TrainConfig) -> Objective:
+        """The family's objective for `task`'s generator (it may add a discriminator to the task)."""
+
+    @abstractmethod
+    def waveforms(self, out: np.ndarray, card: ModelCard, vocoder: Vocoder | None) -> list[np.ndarray]:
+        """The model's outputs (B, ...) as waveforms."""
+
+    def build(self, kind: str, cfg: Any) -> nn.Module:
+        self.check_kind(kind)
+        parts = (partial(self.temporal, cfg), partial(self.decoder, cfg))
+        builders = {"a2a": lambda: A2A(cfg, self.audio_encoder(cfg), *parts), "v2a": lambda: V2A(cfg, *parts)}
+        return builders[kind]()
+
+    def initial_state(self, kind: str, variant: Any, layout: Layout) -> Init | None:
+        if variant is None or variant.decoder == "scratch":
+            return None
+        a2a_dir = layout.model("a2a", self.name)
+        state, card = load_model_dir(a2a_dir)
+        return Init(state, {"path": str(a2a_dir), "sha256": sha256_file(a2a_dir / WEIGHTS), "step": card.train.get("steps")})
+
+    def task(self, kind: str, ctx: Context, train: TrainConfig, cfg: Any, loss: Any, variant: Any = None,
+             init: Init | None = None) -> Task:
+        self.check_kind(kind)
+        tasks = {"a2a": self._a2a_task, "v2a": self._v2a_task}
+        return tasks[kind](ctx, train, cfg, loss, variant, init)
+
+    def _a2a_task(self, ctx: Context, train: TrainConfig, cfg: Any, loss: Any, variant: None, init: None) -> Task:
+        """Audio-only autoencoder: waveform -> audio encoder -> decoder, with the "audio" batch-norm statistics."""
+        return SpeechTask(ctx, train, self, cfg, loss, self.build("a2a", cfg), "audio", audio_input, {})
+
+    def _v2a_task(self, ctx: Context, train: TrainConfig, cfg: Any, loss: Any, variant: SpeechVariant,
+                  init: Init | None) -> Task:
+        """Mouth crops -> video encoder -> decoder (scratch, or a pre-trained A2A decoder, frozen or
+        fine-tuned), with "video" batch-norm statistics when `separate_bn`, else shared "audio" ones.
+
+        A frozen decoder keeps its weights; with separate statistics its video set is re-estimated
+        from video features, with shared ones it normalises with the A2A's fixed audio statistics.
+        """
+        if (variant.decoder != "scratch") != (init is not None):
+            raise ValueError(f"decoder={variant.decoder!r} needs {'an' if variant.decoder != 'scratch' else 'no'} "
+                             "A2A state dict")
+        model = self.build("v2a", cfg)
+        if init is not None:
+            load_decoder(model, init.state)  # the video statistics start as a copy of the audio ones
+        if variant.decoder == "pretrained_frozen":
+            freeze(model.decoder)
+            if variant.separate_bn:
+                # Frozen weights, but the video statistics adapt to video features: this is where
+                # separate statistics differ from shared ones (which stay the A2A's audio statistics).
+                # Fine-tuned decoders update whichever set is active, so there the two coincide.
+                for norm in multi_stat_norms(model.decoder):
+                    norm.frozen = False
+        extra = {"decoder": variant.decoder, "separate_bn": variant.separate_bn}
+        return SpeechTask(ctx, train, self, cfg, loss, model, "video" if variant.separate_bn else "audio",
+                          video_input, extra)
+
+    def load(self, card: ModelCard, state: Mapping[str, Tensor]) -> nn.Module:
+        model = self.build(card.kind, parse(self.config_class, card.model, f"{card.name} card model"))
+        model.load_state_dict(state)
+        set_norm_stats(model, card.extra["norm_stats"])
+        return model.eval()
+
+    def speak(self, model: nn.Module, card: ModelCard, batch: Mapping[str, Tensor],
+              vocoder: Vocoder | None) -> list[np.ndarray]:
+        device = next(model.parameters()).device
+        x = self._prepare[card.kind](batch)
+        with torch.no_grad():
+            out = model(x.to(device), batch["spk"].to(device)).float().cpu().numpy()
+        return self.waveforms(out, card, vocoder)

@@ -1,0 +1,55 @@
+"""Loading any family's exported model from its card, ready to speak."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipeline.audio.mel import AudioConfig
+from pipeline.config import parse
+from pipeline.inference.card import ModelCard
+from pipeline.inference.model_dir import WEIGHTS, load_model_dir, sha256_file
+from pipeline.inference.vocoder import Vocoder, resolve_device
+
+
+@dataclass
+class LoadedModel:
+    """A trained model in eval mode, its card, its family and its model.pt hash."""
+
+    model: nn.Module
+    card: ModelCard
+    sha256: str
+    device: torch.device
+    family: Any  # pipeline.families.Family
+
+    @property
+    def audio(self) -> AudioConfig:
+        """The audio settings it was trained on (its rates and mel analysis)."""
+        return parse(AudioConfig, self.card.crop["audio"], f"{self.card.name} card crop.audio")
+
+    @property
+    def samples_per_frame(self) -> int:
+        return self.audio.sample_rate // self.audio.fps
+
+    def speak(self, batch: Mapping[str, torch.Tensor], vocoder: Vocoder | None = None) -> list[np.ndarray]:
+        """Waveforms for a batch of equal-length utterances (its input streams as training batches hold them)."""
+        return self.family.speak(self.model, self.card, batch, vocoder)
+
+
+def load_model(model_dir: str | os.PathLike[str], device: str | torch.device | None = None) -> LoadedModel:
+    """The model of `model_dir`, rebuilt by the family its card names."""
+    from pipeline.families import get_family
+
+    state, card = load_model_dir(model_dir)
+    if card.family is None:
+        raise ValueError(f"{model_dir} holds a {card.kind} model, not one of a model family")
+    family = get_family(card.family)
+    dev = resolve_device(device)
+    model = family.load(card, state).to(dev)
+    return LoadedModel(model, card, sha256_file(Path(model_dir) / WEIGHTS), dev, family)

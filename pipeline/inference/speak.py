@@ -1,0 +1,93 @@
+"""`v2s speak VIDEO --model models/<kind>/<name> -o OUT.wav [--reference AUDIO]`.
+
+Any video goes through the roi stage's own crop (`pipeline.video.roi.crop_clip`) with the roi
+and audio settings recorded in the model's card, so the model sees what it was trained on
+whatever params.yaml holds now. The voice is the GE2E embedding of `--reference` (any audio or
+video file), or else the mean training-speaker embedding stored with the model; the command
+says which it used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DEFAULT_VOCODER = Path("models/vocoder")
+# What `speak` can give a model: the crops of the video, and a voice.
+PROVIDES = ("video", "spk")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `v2s speak`."""
+    parser.add_argument("video", type=Path, help="any video ffmpeg reads with a visible face; its audio is ignored")
+    parser.add_argument("--model", type=Path, required=True, help="a trained model directory (e.g. models/v2a/<variant>)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="OUT.wav (16-bit PCM at the model's rate)")
+    parser.add_argument("--reference", type=Path, help="audio or video of the voice to speak with (its GE2E embedding)")
+    parser.add_argument("--vocoder", type=Path, default=DEFAULT_VOCODER,
+                        help=f"mel-spectrogram models: HiFi-GAN directory (default {DEFAULT_VOCODER}; Griffin-Lim if absent)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
+
+
+def speaker_embedding(reference: Path | None, mean: np.ndarray | None, sample_rate: int) -> tuple[np.ndarray, str]:
+    """The conditioning vector and a sentence saying where it came from."""
+    if reference is not None:
+        from pipeline.audio.io import read_media_audio
+        from pipeline.features.speakers import embed
+
+        return embed(read_media_audio(reference, sample_rate), sample_rate), f"GE2E embedding of {reference}"
+    if mean is None:
+        raise ValueError("the model stores no mean speaker embedding; pass --reference AUDIO")
+    return mean, "the mean training-speaker embedding stored with the model (no --reference given)"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Speak one video; print where the voice came from and a one-line JSON summary, or a reason and exit 1."""
+    from pipeline.audio.io import write_wav
+    from pipeline.config import ConfigError, parse
+    from pipeline.inference.load import load_model
+    from pipeline.inference.model_dir import CheckpointError
+    from pipeline.inference.vocoder import load_vocoder
+    from pipeline.video.decode import ClipError
+    from pipeline.video.roi import RoiConfig, crop_clip
+
+    start = time.perf_counter()
+    try:
+        loaded = load_model(args.model, args.device)
+        card = loaded.card
+        if "video" not in card.inputs or set(card.inputs) - set(PROVIDES):
+            raise ValueError(f"{args.model} is a {card.kind} model reading {list(card.inputs)}; "
+                             f"`speak` gives a model only {list(PROVIDES)}")
+        roi = parse(RoiConfig, card.crop["roi"], f"{args.model} card crop.roi")
+        crops = crop_clip(args.video, roi, require_audio=False).mouth.video
+        want = card.crop["frame"]
+        if crops.shape[1:] != (want["height"], want["width"], want["channels"]):
+            raise ValueError(f"crops are {crops.shape[1:]}, the model was trained on {dict(want)}")
+        sr = loaded.audio.sample_rate
+        mean = card.extra.get("mean_speaker_embedding")
+        spk, source = speaker_embedding(args.reference, None if mean is None else np.asarray(mean, np.float32), sr)
+        print(f"v2s speak: voice from {source}", file=sys.stderr)
+        vocoder = None
+        if loaded.family.vocoded:
+            vocoder = load_vocoder(args.vocoder, loaded.audio.mel, loaded.device)
+            print(f"v2s speak: vocoder {vocoder.name}", file=sys.stderr)
+        # the stored (T, H, W, C) crops as a channels-first view, as synthesis hands them over
+        batch = {"video": torch.from_numpy(crops[None]).permute(0, 1, 4, 2, 3),
+                 "spk": torch.from_numpy(np.asarray(spk, dtype=np.float32)[None])}
+        wav = loaded.speak(batch, vocoder)[0]
+    except (ClipError, CheckpointError, ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError, KeyError) as exc:
+        print(f"v2s speak: {args.video}: {exc}", file=sys.stderr)
+        return 1
+    peak = float(np.abs(wav).max()) if wav.size else 0.0
+    write_wav(args.output, wav / max(1.0, peak), sr)  # scale down rather than clip a loud Griffin-Lim output
+    print(json.dumps({
+        "frames": int(len(crops)), "samples": int(len(wav)), "seconds": round(len(wav) / sr, 3), "sample_rate": sr,
+        "model": str(args.model), "kind": card.kind, "family": card.family,
+        "voice": "reference" if args.reference else "mean_training_speaker",
+        "output": str(args.output), "elapsed_s": round(time.perf_counter() - start, 2),
+    }))
+    return 0

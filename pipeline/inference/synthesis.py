@@ -1,0 +1,192 @@
+"""Synthesis of every split: a trained model over the roi shards -> `data/synth/<system>/`.
+
+Output shards mirror the roi shards' relative paths and row order (`utt_id`, packed float32
+`audio` of exactly n_frames * samples_per_frame samples, `sample_rate`); `info.json` records
+the model's and vocoder's sha256 and `card.json` is the model's card. The model's input
+streams (its card's `inputs`) are read joined by shard path. One shard is one executor task,
+so the same code runs in a local process pool or on a Dask cluster.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from pipeline.atomic import atomic_dir
+from pipeline.config import Params, parse
+from pipeline.executor import Executor, ExecutorConfig, Failure
+from pipeline.inference.card import save_card
+from pipeline.inference.load import LoadedModel, load_model
+from pipeline.inference.vocoder import Vocoder, load_vocoder, resolve_device
+from pipeline.layout import Layout
+from pipeline.shards import ShardReader, list_shards, pack, unpack, write_shard
+from pipeline.streams import Catalog, Stream, read_vectors
+
+SPLITS = ("train", "val", "test", "unseen")
+# A per-utterance stream a row may lack (the speakers stage failed on it), and the card's stand-in.
+FALLBACK = {"spk": "mean_speaker_embedding"}
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One roi shard (`rel` under the layout at `root`) to synthesise into `out_shard`."""
+
+    model_dir: str
+    vocoder_dir: str | None
+    root: str
+    rel: str
+    out_shard: str
+    batch_size: int
+    device: str
+
+
+@lru_cache(maxsize=2)
+def _models(model_dir: str, vocoder_dir: str | None, device: str) -> tuple[LoadedModel, Vocoder | None]:
+    # Once per worker process: every shard job of a run uses the same model.
+    loaded = load_model(model_dir, device)
+    vocoder = load_vocoder(vocoder_dir, loaded.audio.mel, loaded.device) if loaded.family.vocoded else None
+    return loaded, vocoder
+
+
+def _batch(streams: Sequence[Stream], items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    batch = {}
+    for s in streams:
+        stacked = torch.from_numpy(np.stack([it[s.key] for it in items]))
+        # a channels-first view of the stored frames, as synthesis has always handed them to the model
+        batch[s.key] = stacked.permute(0, 1, 4, 2, 3) if s.image else stacked
+    return batch
+
+
+def synthesize_shard(job: ShardJob) -> tuple[int, list[str]]:
+    """Synthesise every utterance of one roi shard into its output shard.
+
+    Returns the row count and the utterances whose speaker conditioning is missing (the speakers
+    stage failed on them): those are spoken with the model's mean training-speaker embedding,
+    so every roi row has audio.
+    """
+    loaded, vocoder = _models(job.model_dir, job.vocoder_dir, job.device)
+    streams = loaded.family.input_streams(loaded.card, Catalog(Layout(Path(job.root)), loaded.audio))
+    spf, sr = loaded.samples_per_frame, loaded.audio.sample_rate
+    roi_root = Layout(Path(job.root)).roi / "shards"
+    reader = ShardReader(roi_root / job.rel)
+    per_utt = [s for s in streams if s.per_frame is None]
+    timed: dict[Path, list[Stream]] = {roi_root: []}
+    for s in streams:
+        if s.per_frame is not None:
+            timed.setdefault(s.root, []).append(s)
+    vectors = {s.key: read_vectors(s, job.rel, reader.utt_ids) for s in per_utt}
+    fallback = sorted({u for s in per_utt for u, v in zip(reader.utt_ids, vectors[s.key]) if v is None})
+    # the roi shard first: it has every utterance's length
+    sources = [reader.iter_rows(columns=["utt_id", "n_frames", *(s.column for s in timed[roi_root])])]
+    sources += [ShardReader(root / job.rel).iter_rows(columns=["utt_id", *(s.column for s in group)])
+                for root, group in timed.items() if root != roi_root]
+    rows: list[dict[str, Any]] = []
+    pending: list[tuple[str, int, dict[str, np.ndarray]]] = []
+
+    def flush() -> None:
+        wavs = loaded.speak(_batch(streams, [it for _, _, it in pending]), vocoder)
+        for (utt, frames, _), wav in zip(pending, wavs):
+            if len(wav) != frames * spf:
+                raise ValueError(f"{utt}: synthesised {len(wav)} samples for {frames} frames")
+            rows.append({"utt_id": utt, **pack("audio", wav), "sample_rate": sr})
+        pending.clear()
+
+    for index, parts in enumerate(zip(*sources)):
+        utt, frames = parts[0]["utt_id"], int(parts[0]["n_frames"])
+        item: dict[str, np.ndarray] = {}
+        for (root, group), row in zip(timed.items(), parts):
+            if row["utt_id"] != utt:
+                raise ValueError(f"{root / job.rel} row {index} is {row['utt_id']}, expected {utt}")
+            item.update({s.key: unpack(row, s.column) for s in group})
+        for s in per_utt:
+            v = vectors[s.key][index]
+            item[s.key] = v if v is not None else np.asarray(loaded.card.extra[FALLBACK[s.key]], dtype=np.float32)
+        # batch consecutive utterances of equal length (GRID clips are all 75 frames)
+        if pending and (len(pending) == job.batch_size or pending[0][1] != frames):
+            flush()
+        pending.append((utt, frames, item))
+    if pending:
+        flush()
+    write_shard(job.out_shard, rows)
+    return len(rows), fallback
+
+
+def run_synthesis(model_dir: str | os.PathLike[str], vocoder_dir: str | os.PathLike[str] | None, layout: Layout,
+                  out_dir: str | os.PathLike[str], executor: Executor, batch_size: int, device: str = "auto",
+                  splits: Sequence[str] = SPLITS) -> dict[str, Any]:
+    """Synthesise every roi shard of `splits` into `out_dir` (replaced whole, atomically); returns info.json."""
+    start = time.perf_counter()
+    shards_root = layout.roi / "shards"
+    rels = [p.relative_to(shards_root).as_posix() for s in splits for p in list_shards(shards_root / s)]
+    if not rels:
+        raise FileNotFoundError(f"no roi shards under {shards_root} for splits {list(splits)}")
+    loaded, vocoder = _models(str(model_dir), str(vocoder_dir) if vocoder_dir else None, device)
+    with atomic_dir(out_dir) as tmp:
+        jobs = [ShardJob(str(model_dir), str(vocoder_dir) if vocoder_dir else None, str(layout.root), r,
+                         str(Path(tmp) / r), batch_size, device) for r in rels]
+        counts: dict[str, int] = {s: 0 for s in splits}
+        fallback: list[str] = []
+        for rel, result in zip(rels, executor.imap(synthesize_shard, jobs, desc="synthesize")):
+            if isinstance(result, Failure):
+                raise RuntimeError(f"synthesis of {rel} failed: {result.message}\n{result.traceback}")
+            counts[rel.split("/")[0]] += result[0]
+            fallback += result[1]
+        info = {
+            "model": str(model_dir), "model_sha256": loaded.sha256, "kind": loaded.card.kind,
+            "family": loaded.card.family, "variant": loaded.card.name, "checkpoint_step": loaded.card.train.get("steps"),
+            "vocoder": vocoder.name if vocoder else None, "vocoder_sha256": vocoder.sha256 if vocoder else None,
+            "sample_rate": loaded.audio.sample_rate, "utterances": counts, "shards": len(rels),
+            "mean_embedding_for": fallback,  # no conditioning from the speakers stage: spoken with the mean voice
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        (Path(tmp) / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        save_card(loaded.card, tmp)
+    return info
+
+
+@dataclass(frozen=True)
+class SynthesizeSettings:
+    """params.yaml `synthesize` (its `device` and `workers` change the speed only and are not tracked)."""
+
+    vocoder: Literal["hifigan", "griffin_lim"]  # log-mel families: the trained HiFi-GAN (models/vocoder) or Griffin-Lim
+    batch_size: int  # equal-length utterances per forward pass
+    device: str  # auto (CUDA when present) | cpu | cuda
+    workers: int | None  # 1: one process; N: a pool; null: executor.workers
+
+
+@dataclass(frozen=True)
+class SynthesizeConfig:
+    """Stage `synthesize@<system>`: which model speaks, and how the work runs."""
+
+    kind: str
+    system: str
+    settings: SynthesizeSettings
+    executor: ExecutorConfig
+
+
+def synthesize_config(params: Params, kind: str, system: str) -> SynthesizeConfig:
+    # read key by key: the stage tracks only some keys of `synthesize` (device and workers change the speed only)
+    params.check_keys("synthesize", SynthesizeSettings)
+    section = {f.name: params.raw(f"synthesize.{f.name}") for f in fields(SynthesizeSettings)}
+    return SynthesizeConfig(kind, system, parse(SynthesizeSettings, section, "synthesize"),
+                            params.parse("executor", ExecutorConfig))
+
+
+def synthesize_system(cfg: SynthesizeConfig, layout: Layout) -> dict[str, Any]:
+    """Every split through `models/<kind>/<system>` into `data/synth/<system>/`."""
+    s = cfg.settings
+    # On a GPU one process batches best; a pool would put one CUDA context per worker on it.
+    on_gpu = resolve_device(s.device).type == "cuda"
+    workers = 1 if on_gpu else s.workers or cfg.executor.workers or None
+    executor = Executor(workers=workers, address=cfg.executor.address)
+    vocoder_dir = layout.vocoder if s.vocoder == "hifigan" else None
+    return run_synthesis(layout.model(cfg.kind, cfg.system), vocoder_dir, layout, layout.synth(cfg.system), executor,
+                         s.batch_size, s.device)

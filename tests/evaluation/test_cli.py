@@ -1,0 +1,77 @@
+"""`v2s score`: one JSON line with every metric and the versions behind it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paths
+import pytest
+from eval_world import eval_world_fixture, speak  # noqa: F401 - session fixture
+
+from pipeline.audio.io import write_wav
+from pipeline.cli import main as cli_main
+from pipeline.corpora import espeak
+
+REPO = paths.REPO
+TEXT = "bin blue at f two now"
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("score")
+    ref = speak("bbaf2n", espeak.Voice("en+m3", 165, 40, 50))
+    noisy = ref + 0.005 * np.random.default_rng(0).standard_normal(len(ref)).astype(np.float32)
+    out = {"ref": write_wav(d / "ref.wav", ref, 16000), "noisy": write_wav(d / "noisy.wav", noisy, 16000),
+           "silent": write_wav(d / "silent.wav", np.zeros_like(ref), 16000)}
+    return out
+
+
+def test_score_prints_one_json_line_with_all_metrics_and_versions(wavs, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "score", "--ref", str(wavs["ref"]),
+                           "--hyp", str(wavs["noisy"]), "--text", TEXT],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-800:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1
+    out = json.loads(lines[0])
+    assert out["scored"] is True and out["issues"] == []
+    assert 1.0 < out["pesq"] < 4.64 and 0.5 < out["stoi"] < 1.0 and 0 < out["estoi"] < 1.0 and out["mcd"] > 0
+    assert out["asr"]["sphinx"]["transcript"] and 0 <= out["asr"]["sphinx"]["wer"] <= 100
+    v = out["versions"]
+    assert v["packages"]["ffmpeg"].startswith("ffmpeg version") and v["sample_rate"] == 16000
+    assert {"pesq", "pystoi", "pocketsphinx", "torch"} <= set(v["packages"])
+    assert len(v["asr"]["sphinx"]["grammar_sha256"]) == 64
+
+
+def test_unscorable_input_says_why_and_exits_nonzero(wavs, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    rc = cli_main(["score", "--ref", str(wavs["ref"]), "--hyp", str(wavs["silent"]), "--no-sphinx"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 1 and out["scored"] is False
+    assert out["issues"] == ["hypothesis silent: every sample is zero"] and "pesq" not in out
+    assert "packages" in out["versions"]
+
+
+def test_score_uses_the_trained_ctc_asr_when_given(wavs, capsys, monkeypatch, tmp_path, eval_world):
+    monkeypatch.chdir(tmp_path)
+    rc = cli_main(["score", "--ref", str(wavs["ref"]), "--hyp", str(wavs["noisy"]), "--text", TEXT,
+                   "--asr-model", str(eval_world["layout"].asr)])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and set(out["asr"]) == {"sphinx", "ctc"} and "wer" in out["asr"]["ctc"]
+    assert len(out["versions"]["asr"]["ctc"]["model_sha256"]) == 64
+
+
+def test_score_uses_the_working_directorys_params_strictly(wavs, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    text = (REPO / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text.replace("    silence_dbfs: -60.0 ", "    silence_dbfs: -200.0 "))
+    args = ["score", "--ref", str(wavs["ref"]), "--hyp", str(wavs["noisy"]), "--no-sphinx"]
+    assert cli_main(args) == 0
+    assert json.loads(capsys.readouterr().out)["versions"]["checks"]["silence_dbfs"] == -200.0
+    (tmp_path / "params.yaml").write_text(text.replace("    silence_dbfs: -60.0 ", "    silence_db: -60.0 "))
+    assert cli_main(args) == 2
+    assert "unknown key evaluate.checks.silence_db (did you mean 'silence_dbfs'?)" in capsys.readouterr().err

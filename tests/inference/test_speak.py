@@ -1,0 +1,87 @@
+"""`v2s speak`: a real GRID clip through the roi crop its model card records and a tiny model to a wav of the clip's length."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import paths
+import pytest
+import soundfile as sf
+from model_world import AUDIO, PARAMS, loss, model_cfg, train_cfg
+
+from pipeline.cli import main as cli_main
+from pipeline.config import to_plain
+from pipeline.families import get_family
+from pipeline.inference.card import ModelCard
+from pipeline.inference.model_dir import save_model_dir
+from pipeline.training.task import Context
+from pipeline.video.roi import roi_config
+
+GRID = paths.GRID
+
+
+def _model_dir(path: Path, family: str, size: int = 96, kind: str = "v2a") -> Path:
+    """A freshly initialised demo-size model of `family`, exported with the card train_v2a writes,
+    trained (so its card says) on `size`-pixel crops."""
+    fam = get_family(family)
+    variant = fam.variant_class(family, "scratch", True) if kind == "v2a" else None
+    task = fam.task(kind, Context(), train_cfg(1), model_cfg(family), loss(family), variant)
+    state, extra = task.export()
+    rng = np.random.default_rng(0)
+    mean = rng.standard_normal(256).astype(np.float32)
+    roi = dataclasses.replace(roi_config(PARAMS), size=size)
+    card = ModelCard(kind, family, f"{family}_test", fam.inputs[kind],
+                     {"roi": to_plain(roi), "audio": to_plain(AUDIO), "frame": {"height": size, "width": size, "channels": 1}},
+                     to_plain(train_cfg(1)), {}, {}, {**extra, "mean_speaker_embedding": (mean / np.linalg.norm(mean)).tolist()},
+                     to_plain(model_cfg(family)))
+    return save_model_dir(path, state, card)
+
+
+@pytest.fixture
+def clip():
+    if not (GRID / "bbaf2n.mpg").is_file():
+        paths.missing_grid()
+    return GRID / "bbaf2n.mpg"
+
+
+def test_speak_writes_the_clips_length_with_the_mean_voice(clip, tmp_path, capsys):
+    model = _model_dir(tmp_path / "wavegan", "wavegan")
+    out = tmp_path / "out.wav"
+    assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "mean training-speaker embedding" in captured.err
+    info = sf.info(str(out))
+    assert (info.frames, info.samplerate) == (75 * 640, 16000)
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["frames"] == 75 and summary["voice"] == "mean_training_speaker" and summary["family"] == "wavegan"
+
+
+def test_speak_melspec_with_a_reference_voice_and_griffin_lim(clip, tmp_path, capsys):
+    model = _model_dir(tmp_path / "melspec", "melspec")
+    out = tmp_path / "out.wav"
+    reference = GRID / "lbax4n.mpg"
+    args = ["speak", str(clip), "--model", str(model), "-o", str(out), "--reference", str(reference),
+            "--vocoder", str(tmp_path / "no-vocoder")]
+    assert cli_main(args) == 0
+    err = capsys.readouterr().err
+    assert f"GE2E embedding of {reference}" in err and "vocoder griffin_lim" in err
+    audio, sr = sf.read(str(out))
+    assert sr == 16000 and len(audio) == 75 * 640 and np.abs(audio).max() > 0
+
+
+def test_speak_crops_as_the_card_says_not_as_params_yaml(clip, tmp_path, capsys):
+    # params.yaml crops 96 px; this model was trained on 64 px crops, so speak must crop 64 px
+    assert roi_config(PARAMS).size == 96
+    model = _model_dir(tmp_path / "small", "wavegan", size=64)
+    assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(tmp_path / "o.wav")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["samples"] == 75 * 640
+
+
+def test_speak_explains_a_bad_model_dir(clip, tmp_path, capsys):
+    assert cli_main(["speak", str(clip), "--model", str(tmp_path), "-o", str(tmp_path / "o.wav")]) == 1
+    assert "not a model directory" in capsys.readouterr().err
+    a2a = _model_dir(tmp_path / "a2a", "wavegan", kind="a2a")
+    assert cli_main(["speak", str(clip), "--model", str(a2a), "-o", str(tmp_path / "o.wav")]) == 1
+    assert "a2a model reading ['audio', 'spk']" in capsys.readouterr().err
