@@ -230,6 +230,10 @@ class Params:
             if key not in names:
                 raise ConfigError(f"unknown key {dotted}.{key}{_closest(str(key), names)}")
 
+    def sections(self, cls: type[T]) -> T:
+        """A stage's bundle: each field of `cls` is the top-level section of the same name, parsed as its type."""
+        return parse(cls, {f.name: self.raw(f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+
     def parse(self, dotted: str, cls: type[T], **extra: Any) -> T:
         """Section `dotted` parsed as `cls`; `extra` supplies fields that live elsewhere (checked too)."""
         section = self.raw(dotted)

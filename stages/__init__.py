@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pipeline.config import ConfigError, Params, stage_params
+
+if TYPE_CHECKING:
+    from pipeline.features.stage import Outcome
 
 C = TypeVar("C")
 
@@ -18,3 +21,15 @@ def load_config(stage: str, configure: Callable[[Params, str | None], C], key: s
     except ConfigError as exc:
         print(f"{stage}: {exc}", file=sys.stderr)
         return None
+
+
+def feature_outcome(outcome: Outcome) -> int:
+    """A per-utterance feature stage's summary line; exit 1 with the one-line reason when too many failed
+    (the shards and their failure list are written either way)."""
+    print(outcome.line())
+    try:
+        outcome.check()
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    return 0

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pipeline.config import ConfigError, Params, parse
+from pipeline.config import ConfigError, Params
 from pipeline.corpora.config import CorpusConfig
 from pipeline.executor import Executor, ExecutorConfig
 from pipeline.layout import Layout
@@ -31,7 +31,7 @@ class PrepareConfig:
 
 
 def configure(params: Params, key: str | None = None) -> PrepareConfig:
-    cfg = parse(PrepareConfig, {name: params.raw(name) for name in ("seed", "corpus", "protocols", "executor")})
+    cfg = params.sections(PrepareConfig)
     try:
         Protocol.named(cfg.protocols, cfg.corpus.protocol)
     except ValueError as exc:

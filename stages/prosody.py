@@ -6,11 +6,11 @@ import sys
 from dataclasses import dataclass
 
 from pipeline.audio.mel import AudioConfig
-from pipeline.config import Params, parse
+from pipeline.config import Params
 from pipeline.executor import Executor, ExecutorConfig
 from pipeline.features.prosody import ProsodyConfig, run_prosody
 from pipeline.layout import Layout
-from stages import load_config
+from stages import feature_outcome, load_config
 
 STAGE = "prosody"
 
@@ -23,7 +23,7 @@ class ProsodyStageConfig:
 
 
 def configure(params: Params, key: str | None = None) -> ProsodyStageConfig:
-    return parse(ProsodyStageConfig, {name: params.raw(name) for name in ("prosody", "audio", "executor")})
+    return params.sections(ProsodyStageConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,13 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout()
     outcome = run_prosody(cfg.audio.mel, cfg.prosody, Executor.from_config(cfg.executor), layout.roi / "shards",
                           layout.features(STAGE))
-    print(outcome.line())
-    try:
-        outcome.check()
-    except RuntimeError as exc:  # the shards and their failure list are written: say so, no traceback
-        print(exc, file=sys.stderr)
-        return 1
-    return 0
+    return feature_outcome(outcome)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from pipeline.config import Params, parse
+from pipeline.config import Params
 from pipeline.executor import Executor, ExecutorConfig
 from pipeline.features.speakers import SpeakersConfig, run_speakers
 from pipeline.layout import Layout
-from stages import load_config
+from stages import feature_outcome, load_config
 
 STAGE = "speakers"
 
@@ -22,7 +22,7 @@ class SpeakersStageConfig:
 
 
 def configure(params: Params, key: str | None = None) -> SpeakersStageConfig:
-    return parse(SpeakersStageConfig, {name: params.raw(name) for name in ("seed", "speakers", "executor")})
+    return params.sections(SpeakersStageConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,13 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout()
     outcome = run_speakers(cfg.speakers, cfg.seed, Executor.from_config(cfg.executor), layout.roi / "shards",
                            layout.features(STAGE))
-    print(outcome.line())
-    try:
-        outcome.check()
-    except RuntimeError as exc:  # the shards and their failure list are written: say so, no traceback
-        print(exc, file=sys.stderr)
-        return 1
-    return 0
+    return feature_outcome(outcome)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,11 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from pipeline.config import Params, parse
+from pipeline.config import Params
 from pipeline.executor import Executor, ExecutorConfig
 from pipeline.features.units import UnitsConfig, run_units
 from pipeline.layout import Layout
-from stages import load_config
+from stages import feature_outcome, load_config
 
 STAGE = "units"
 
@@ -22,7 +22,7 @@ class UnitsStageConfig:
 
 
 def configure(params: Params, key: str | None = None) -> UnitsStageConfig:
-    return parse(UnitsStageConfig, {name: params.raw(name) for name in ("seed", "units", "executor")})
+    return params.sections(UnitsStageConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,13 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     layout = Layout()
     outcome = run_units(cfg.units, cfg.seed, Executor.from_config(cfg.executor), layout.roi / "shards",
                         layout.features(STAGE))
-    print(outcome.line())
-    try:
-        outcome.check()
-    except RuntimeError as exc:  # the shards and their failure list are written: say so, no traceback
-        print(exc, file=sys.stderr)
-        return 1
-    return 0
+    return feature_outcome(outcome)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,15 @@ Inputs: `data/eval/<system>.parquet` (per utterance), `data/eval/samples/<system
 (audio of a few test/unseen utterances), `reports/metrics/<system>.json` (headline numbers,
 the system's kind and family from its model card, versions), DVCLive folders (training curves)
 and `published_results.csv` beside this module. The page lists the reference rows and exactly
-the systems of `report.systems`, whatever else earlier runs left in those folders, and answers
-the questions of `report.questions`. Every number on the page is recomputed from the
-per-utterance tables with `pipeline.evaluation.summary`, the code that wrote the metrics files.
+the systems of `report.systems`, whatever else earlier runs left in those folders (their metrics
+files, evaluations and training curves), and answers the questions of `report.questions`. Every
+number on the page is recomputed from the per-utterance tables with `pipeline.evaluation.summary`,
+the code that wrote the metrics files.
+
+The page says what was run: a protocol evaluated on some of its talkers is named with them, and
+the papers' rows beside it are marked not comparable; a vocoder ceiling far from ground truth is
+flagged beside every system it caps; a difference between two systems that neither beat the
+video-blind baseline is greyed as no finding.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from pipeline.layout import Layout
 from pipeline.report import figures
 from pipeline.report.config import Question, ReportStageConfig
 from pipeline.report.html import audio, esc, fmt, img, page, table
+from pipeline.report.talkers import Coverage, coverage
 from pipeline.shards import ShardReader, unpack
 
 PUBLISHED = Path(__file__).with_name("published_results.csv")
@@ -36,6 +43,11 @@ HIGHER_IS_BETTER = {"pesq": True, "stoi": True, "estoi": True, "mcd": False, "we
                     "wer_ctc": False, "cer_ctc": False}
 LABELS = {"pesq": "PESQ", "stoi": "STOI", "estoi": "ESTOI", "mcd": "MCD dB", "wer_sphinx": "WER sphinx %",
           "cer_sphinx": "CER sphinx %", "wer_ctc": "WER ctc %", "cer_ctc": "CER ctc %"}
+CEILING, BASELINE = "vocoder_ceiling", "mean_mel_baseline"
+# A system beats the video-blind baseline when its paired 95% interval over it is above zero on both
+# (issue 16's criterion): STOI alone rises for outputs that carry no words.
+BEATS_BASELINE_ON = ("stoi", "estoi")
+NOT_A_FINDING = f"neither system beats the video-blind baseline ({BASELINE}): not a finding"
 
 
 @dataclass
@@ -55,6 +67,29 @@ class System:
     def family(self) -> str | None:
         """The model family its card names (None for reference rows and family-less models)."""
         return self.metrics.get("family")
+
+
+@dataclass(frozen=True)
+class VocoderCap:
+    """The vocoder ceiling far from ground truth, and the rows whose audio went through that vocoder."""
+
+    vocoder: str
+    split: str
+    estoi: float  # the ceiling's mean ESTOI on `split`
+    threshold: float  # report.vocoder_ceiling_min_estoi
+    systems: tuple[str, ...]  # every row but the ceiling whose audio went through `vocoder`, in page order
+
+    @property
+    def note(self) -> str:
+        """The warning beside one capped system (HTML)."""
+        return (f"<span class='warn'>&#9888; scores capped by the vocoder: its ceiling ({CEILING}) reaches only "
+                f"ESTOI {self.estoi:.3f} on {esc(self.split)}</span>")
+
+    @property
+    def summary(self) -> str:
+        """The warning in one line of plain text (the stage's summary)."""
+        return (f"vocoder ceiling ESTOI {self.estoi:.3f} on {self.split} is below {self.threshold}: the scores of "
+                f"{', '.join(self.systems)} are capped by the vocoder {self.vocoder}")
 
 
 @dataclass(frozen=True)
@@ -90,6 +125,28 @@ def load_systems(inputs: ReportInputs, systems: Sequence[str]) -> dict[str, Syst
     return out
 
 
+def vocoder_of(s: System) -> str | None:
+    """The vocoder a row's audio went through: a reference row's `vocoder.name`, a system's synthesis's vocoder."""
+    return _nested(s.metrics, "vocoder.name" if s.reference else "synthesis.vocoder")
+
+
+def vocoder_cap(systems: dict[str, System], split: str, min_estoi: float) -> VocoderCap | None:
+    """The cap on every row vocoded like the ceiling when the ceiling's ESTOI on `split` is below `min_estoi`.
+
+    None when the ceiling is close enough to ground truth, has no `split` utterances, or no system
+    of `report.systems` goes through its vocoder (waveform models are not capped by it).
+    """
+    ceiling = systems.get(CEILING)
+    vocoder = vocoder_of(ceiling) if ceiling is not None else None
+    if ceiling is None or vocoder is None or not _has(ceiling, split):
+        return None
+    estoi = summarize(ceiling.scores, [split])[split].get("estoi")
+    capped = tuple(n for n, s in systems.items() if n != CEILING and vocoder_of(s) == vocoder)
+    if estoi is None or estoi >= min_estoi or all(systems[n].reference for n in capped):
+        return None
+    return VocoderCap(vocoder, split, estoi, min_estoi, capped)
+
+
 def find_curves(roots: Sequence[Path]) -> dict[str, dict[str, pd.DataFrame]]:
     """DVCLive runs under `roots`: `{run label: {metric name: step/value table}}`."""
     runs: dict[str, dict[str, pd.DataFrame]] = {}
@@ -119,8 +176,11 @@ def _digits(key: str) -> int:
 
 
 def results_section(systems: dict[str, System], splits: Sequence[str], keys: Sequence[str], corpus: str,
-                    protocol: str, published: pd.DataFrame, seed: int) -> str:
-    """Headline numbers of every system per split, with bootstrap intervals and published rows."""
+                    protocol: Coverage, published: pd.DataFrame, seed: int, cap: VocoderCap | None = None) -> str:
+    """Headline numbers of every system per split, with bootstrap intervals and published rows.
+
+    Published rows of a split where the run lacks some of the protocol's talkers are marked not comparable.
+    """
     parts = ["<h2 id='results'>Results</h2>"]
     if corpus == "demo":
         parts.append("<div class='banner'>demo corpus: numbers are not comparable to any paper.</div>")
@@ -136,17 +196,21 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
                 continue
             summary = summarize(s.scores, [split])[split]
             unscored = sum(summary["unscored"].values())
-            cells = [esc(s.name), f"{summary['n']}", f"<span class='{'warn' if unscored else ''}'>{unscored}</span>"]
+            name = esc(s.name) + (f"<br>{cap.note}" if cap is not None and s.name in cap.systems else "")
+            cells = [name, f"{summary['n']}", f"<span class='{'warn' if unscored else ''}'>{unscored}</span>"]
             for k in keys:
                 ci = bootstrap_ci(part, k, seed) if k in summary else None
                 cells.append(_cell(summary.get(k), ci, _digits(k)))
             rows.append(cells)
             classes.append("ref" if s.reference else "")
-        pub = published[(published["dataset"].str.lower() == corpus.lower()) & (published["our_protocol"] == protocol)
-                         & (published["our_split"] == split)]
+        pub = published[(published["dataset"].str.lower() == corpus.lower())
+                         & (published["our_protocol"] == protocol.protocol) & (published["our_split"] == split)]
+        other_talkers = protocol.partial(split)
         for _, p in pub.iterrows():
             cells = [f"published: {esc(p['system'])} <span class='small'>({esc(p['paper'])}; ASR: "
-                     f"{esc(p['asr_for_wer'])}; {esc(p['checked'])})</span>", "", ""]
+                     f"{esc(p['asr_for_wer'])}; {esc(p['checked'])})</span>"
+                     + ("<br><span class='warn'>not comparable (other talkers)</span>" if other_talkers else ""),
+                     "", ""]
             for k in keys:
                 col = {"wer_sphinx": "wer_percent", "wer_ctc": "wer_percent"}.get(k, k)
                 cells.append(fmt(p[col], _digits(k)) if col in p and k in ("pesq", "stoi", "estoi", "wer_ctc") else "")
@@ -154,7 +218,8 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
             classes.append("pub")
         if not rows:
             continue
-        caption = f"<b>{esc(split)}</b> split &mdash; corpus <b>{esc(corpus)}</b>, protocol <b>{esc(protocol)}</b>"
+        caption = (f"<b>{esc(split)}</b> split &mdash; corpus <b>{esc(corpus)}</b>, protocol "
+                   f"<b>{esc(protocol.label)}</b>")
         if corpus == "demo":
             caption += " &mdash; <span class='warn'>demo corpus: not comparable to any paper</span>"
         elif pub.empty:
@@ -162,6 +227,9 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
         else:
             caption += (" &mdash; published WERs are listed under the in-domain (ctc) column: each paper used its "
                         "own ASR (named in the row); our split is drawn by our seed, not the papers' lists")
+            if other_talkers:
+                caption += (" &mdash; <span class='warn'>the papers measured all of the protocol's talkers of this "
+                            "split, this run only some: their rows are not comparable</span>")
         parts.append(table(["system", "n", "unscored", *[LABELS[k] for k in keys]], rows, classes, caption=caption))
     return "\n".join(parts)
 
@@ -209,14 +277,31 @@ def asr_section(systems: dict[str, System], splits: Sequence[str]) -> str:
             "real speech also misreads synthesis.</p>")
 
 
-def _paired(systems: dict[str, System], q: Question, split: str, key: str, seed: int) -> tuple[float, float, float, int, str]:
-    """`b - a` of one metric on one split: difference, paired 95% interval, n, and its colour class."""
+def _paired(systems: dict[str, System], q: Question, split: str, key: str, seed: int,
+            moot: bool) -> tuple[float, float, float, int, str]:
+    """`b - a` of one metric on one split: difference, paired 95% interval, n, and its colour class (grey when `moot`)."""
     a, b = systems[q.a].scores, systems[q.b].scores
     diff, lo, hi, n = paired_difference(a[a["split"] == split], b[b["split"] == split], key, seed)
-    cls = ""
-    if np.isfinite(lo) and (lo > 0 or hi < 0):
+    cls = "moot" if moot else ""
+    if not moot and np.isfinite(lo) and (lo > 0 or hi < 0):
         cls = "better" if (lo > 0) == HIGHER_IS_BETTER[key] else "worse"
     return diff, lo, hi, n, cls
+
+
+def beats_baseline(systems: dict[str, System], name: str, split: str, seed: int) -> bool:
+    """Whether `name` beats the video-blind baseline on `split`: paired 95% interval above zero on each of
+    BEATS_BASELINE_ON (every one of which is higher-is-better)."""
+    base, s = systems[BASELINE].scores, systems[name].scores
+    return all(paired_difference(base[base["split"] == split], s[s["split"] == split], k, seed)[1] > 0
+               for k in BEATS_BASELINE_ON)
+
+
+def not_a_finding(systems: dict[str, System], q: Question, split: str, seed: int) -> bool:
+    """Whether neither system of `q` beats the video-blind baseline on `split`: their difference says nothing
+    about what either learned from the lips. A question that asks about the baseline itself is always a finding."""
+    if BASELINE in (q.a, q.b) or BASELINE not in systems or not _has(systems[BASELINE], split):
+        return False
+    return not any(beats_baseline(systems, n, split, seed) for n in (q.a, q.b))
 
 
 def _has(s: System, split: str) -> bool:
@@ -234,6 +319,11 @@ def _title(q: Question, systems: dict[str, System]) -> str:
     return f"{text}, {families.pop()}" if len(families) == 1 and None not in families else text
 
 
+_MOOT_NOTE = (f"Grey: neither system beats the video-blind baseline ({BASELINE}) on that split, i.e. neither has a "
+              f"paired 95% interval over it above zero on both {' and '.join(LABELS[k] for k in BEATS_BASELINE_ON)}; "
+              "a difference between two systems that learned nothing from the lips is not a finding.")
+
+
 def answers_section(systems: dict[str, System], questions: Sequence[Question], split: str, keys: Sequence[str],
                     seed: int) -> str:
     """One sentence per question: `b - a` of each headline metric on `split` with its paired interval."""
@@ -249,16 +339,19 @@ def answers_section(systems: dict[str, System], questions: Sequence[Question], s
                          f"{esc(split)} utterances. {pair}</li>")
             continue
         parts, n = [], 0
+        moot = not_a_finding(systems, q, split, seed)
         for k in keys:
-            diff, lo, hi, n_k, cls = _paired(systems, q, split, k, seed)
+            diff, lo, hi, n_k, cls = _paired(systems, q, split, k, seed, moot)
             n, d = max(n, n_k), _digits(k)
             interval = f" [{_signed(lo, d)}, {_signed(hi, d)}]" if np.isfinite(lo) and np.isfinite(hi) else ""
             parts.append(f"<span class='{cls}'>{esc(LABELS[k])} {_signed(diff, d)}{interval}</span>")
-        items.append(f"<li><b>{esc(_title(q, systems))}</b>: {', '.join(parts)} on {esc(split)} (n={n}). {pair}</li>")
+        verdict = f"<span class='warn'>{esc(NOT_A_FINDING)}</span>. " if moot else ""
+        items.append(f"<li><b>{esc(_title(q, systems))}</b>: {verdict}{', '.join(parts)} on {esc(split)} (n={n}). "
+                     f"{pair}</li>")
     return (head + "<p class='note'>Each question of <code>report.questions</code>, answered by the second system "
             "minus the first on the utterances both scored, with a paired 95% bootstrap interval. Green: the interval "
-            "excludes zero in the better direction; red: in the worse direction. Every split and metric: "
-            "<a href='#ablations'>ablations</a>.</p><ul class='answers'>" + "".join(items) + "</ul>")
+            "excludes zero in the better direction; red: in the worse direction. " + _MOOT_NOTE + " Every split and "
+            "metric: <a href='#ablations'>ablations</a>.</p><ul class='answers'>" + "".join(items) + "</ul>")
 
 
 def ablation_section(systems: dict[str, System], questions: Sequence[Question], splits: Sequence[str],
@@ -274,10 +367,12 @@ def ablation_section(systems: dict[str, System], questions: Sequence[Question], 
         for split in splits:
             if not (_has(systems[q.a], split) and _has(systems[q.b], split)):
                 continue
-            cells = [f"{esc(q.b)} &minus; {esc(q.a)}", esc(split)]
+            moot = not_a_finding(systems, q, split, seed)
+            verdict = f"<br><span class='small'>{esc(NOT_A_FINDING)}</span>" if moot else ""
+            cells = [f"{esc(q.b)} &minus; {esc(q.a)}{verdict}", esc(split)]
             n = 0
             for k in keys:
-                diff, lo, hi, n_k, cls = _paired(systems, q, split, k, seed)
+                diff, lo, hi, n_k, cls = _paired(systems, q, split, k, seed, moot)
                 n = max(n, n_k)
                 cells.append(f"<span class='{cls}'>{_cell(diff, (lo, hi), _digits(k))}</span>")
             cells.insert(2, str(n))
@@ -286,7 +381,7 @@ def ablation_section(systems: dict[str, System], questions: Sequence[Question], 
             rows.append(cells)
     return head + ("<p class='note'>Difference of the second system minus the first on the utterances both "
                    "scored, with a paired 95% bootstrap interval. Green: the interval excludes zero in the better "
-                   "direction; red: in the worse direction.</p>"
+                   "direction; red: in the worse direction. " + _MOOT_NOTE + "</p>"
                    + table(["comparison", "split", "n", *[LABELS[k] for k in keys]], rows, left=2, groups=groups))
 
 
@@ -353,14 +448,21 @@ def describe(s: System) -> str:
 
 
 def system_sections(systems: dict[str, System], utts: list[tuple[str, str]], curves: dict[str, dict[str, pd.DataFrame]],
-                    mel: MelConfig) -> str:
-    """Per system: its settings, spectrograms of the sample utterances and its training curves."""
+                    mel: MelConfig, cap: VocoderCap | None) -> str:
+    """Per system: its settings, spectrograms of the sample utterances and its training curves.
+
+    Under "Other training runs": the runs that serve the listed systems (vocoder, A2A pre-training,
+    ASR). A run in the folder of a listed system's run but not itself listed is a removed system's
+    leftover and is not shown.
+    """
     parts = ["<h2 id='systems'>Systems</h2>"]
     gt = systems.get("ground_truth")
     for name, s in systems.items():
         if name == "ground_truth":
             continue
         parts.append(f"<h3 id='sys-{esc(name)}'>{esc(name)}</h3><p>{describe(s)}</p>")
+        if cap is not None and name in cap.systems:
+            parts.append(f"<p>{cap.note}</p>")
         for utt, split in utts:
             if gt is not None and utt in gt.samples and utt in s.samples and s.samples[utt][1] == mel.sample_rate:
                 png = figures.spectrogram_pair(gt.samples[utt][0], s.samples[utt][0], mel, f"{name} ({utt}, {split})")
@@ -370,7 +472,9 @@ def system_sections(systems: dict[str, System], utts: list[tuple[str, str]], cur
             parts.append(img(figures.training_curves(c, label), f"training curves of {label}"))
         if not s.reference and not runs:
             parts.append("<p class='note'>No DVCLive training curves found for this system.</p>")
-    others = {label: c for label, c in curves.items() if Path(label).name not in systems}
+    system_folders = {Path(label).parent for label in curves if Path(label).name in systems}
+    others = {label: c for label, c in curves.items()
+              if Path(label).name not in systems and Path(label).parent not in system_folders}
     if others:
         parts.append("<h3>Other training runs</h3>")
         parts.extend(img(figures.training_curves(c, label), f"training curves of {label}") for label, c in others.items())
@@ -418,14 +522,15 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def versions_section(systems: dict[str, System]) -> str:
-    """The versions block of the metrics files, and any disagreement between them."""
+def versions_section(systems: dict[str, System], protocol: Coverage) -> str:
+    """The versions block of the metrics files (the protocol with the talkers evaluated), and any disagreement."""
     flat = {n: _flatten(s.metrics.get("versions", {})) for n, s in systems.items()}
     if not flat:
         return ""
     first = next(iter(flat.values()))
     differ = sorted({k for f in flat.values() for k in set(f) | set(first) if f.get(k) != first.get(k)})
-    rows = [[esc(k), f"<code>{esc(v)}</code>"] for k, v in first.items()]
+    rows = [[esc(k), f"<code>{esc(protocol.label if k == 'protocol' and v == protocol.protocol else v)}</code>"]
+            for k, v in first.items()]
     warn = (f"<p class='warn'>The metrics files disagree on: {esc(', '.join(differ))}. Rerun the evaluation of all "
             "systems before comparing them.</p>" if differ else
             "<p class='note'>All metrics files were computed with these versions and settings.</p>")
@@ -455,11 +560,18 @@ def build(cfg: ReportStageConfig, inputs: ReportInputs) -> str:
     published = pd.read_csv(PUBLISHED)
     utts = sample_utterances(systems, splits, report.samples_per_split)
     curves = find_curves(inputs.curve_roots)
-    title = f"Video-to-speech evaluation: {corpus} corpus, {protocol} protocol"
+    talkers = coverage(protocol, cfg.protocols, splits, systems["ground_truth"].scores["speaker"].unique())
+    cap = vocoder_cap(systems, report.answer_split, report.vocoder_ceiling_min_estoi)
+    title = f"Video-to-speech evaluation: {corpus} corpus, protocol {talkers.label}"
     body = [f"<h1>{esc(title)}</h1>"]
     if corpus == "demo":
         body.append("<div class='banner'>demo corpus: numbers are not comparable to any paper. The demo corpus is "
                     "generated offline (espeak-ng voices over an animated photograph) to exercise the pipeline.</div>")
+    if cap is not None:
+        body.append(f"<div class='banner'>The vocoder ceiling is far from ground truth: ground-truth log-mels through "
+                    f"the vocoder <code>{esc(cap.vocoder)}</code> reach only ESTOI {cap.estoi:.3f} on "
+                    f"{esc(cap.split)} (below {cap.threshold}). The scores of {esc(', '.join(cap.systems))} are capped "
+                    "by it: they measure the vocoder as much as the model.</div>")
     body.append("<p class='note'>Sections: <a href='#answers'>answers</a> &middot; <a href='#results'>results</a> "
                 "&middot; <a href='#asr'>ASRs</a> &middot; "
                 "<a href='#ablations'>ablations</a> &middot; <a href='#listen'>listening</a> &middot; "
@@ -467,11 +579,11 @@ def build(cfg: ReportStageConfig, inputs: ReportInputs) -> str:
                 "<a href='#issues'>input problems</a> &middot; <a href='#versions'>versions</a> &middot; "
                 "<a href='#published'>published results</a>. How to read it: <code>reports/README.md</code>.</p>")
     body += [answers_section(systems, report.questions, report.answer_split, headline, seed),
-             results_section(systems, splits, keys, corpus, protocol, published, seed)
+             results_section(systems, splits, keys, corpus, talkers, published, seed, cap)
              + headline_charts(systems, splits, headline, seed),
              asr_section(systems, splits), ablation_section(systems, report.questions, splits, keys, seed),
-             listening_section(systems, utts), system_sections(systems, utts, curves, cfg.mel),
-             distribution_section(systems, splits), issues_section(systems), versions_section(systems),
+             listening_section(systems, utts), system_sections(systems, utts, curves, cfg.mel, cap),
+             distribution_section(systems, splits), issues_section(systems), versions_section(systems, talkers),
              published_section(published)]
     return page(title, "\n".join(body))
 
@@ -480,3 +592,10 @@ def write_report(cfg: ReportStageConfig, inputs: ReportInputs, out: str | os.Pat
     """Build the page and write it atomically; returns its path."""
     write_text(out, build(cfg, inputs))
     return Path(out)
+
+
+def report_warnings(cfg: ReportStageConfig, inputs: ReportInputs) -> list[str]:
+    """What the stage's summary must say besides the page: the vocoder cap, one line of text each."""
+    cap = vocoder_cap(load_systems(inputs, cfg.report.systems), cfg.report.answer_split,
+                      cfg.report.vocoder_ceiling_min_estoi)
+    return [cap.summary] if cap is not None else []

@@ -1,12 +1,14 @@
 """The report's settings: params.yaml `report` (systems, questions, headline metrics) and what it shares."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pipeline.audio.mel import MelConfig
 from pipeline.config import ConfigError
 from pipeline.evaluation.evaluate import REFERENCES
 from pipeline.evaluation.summary import headline_keys
+from pipeline.splits import ProtocolConfig
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class ReportConfig:
     questions: tuple[Question, ...]
     headline: tuple[str, ...]  # metrics of the answers and of the charts
     answer_split: str  # the split the answers are given on
+    # below this ESTOI of the vocoder ceiling on the answer split, every vocoded system is marked capped by it
+    vocoder_ceiling_min_estoi: float
 
     def __post_init__(self) -> None:
         known = set(REFERENCES) | set(self.systems)
@@ -55,6 +59,8 @@ class ReportStageConfig:
     splits: tuple[str, ...]  # evaluate.splits: the tables' splits, in order
     seed: int  # bootstrap resampling
     mel: MelConfig  # spectrograms of the sample utterances
+    # `protocols`: the talkers each protocol names, to say when a run evaluated only some of them
+    protocols: Mapping[str, ProtocolConfig]
 
     def __post_init__(self) -> None:
         if self.report.answer_split not in self.splits:

@@ -26,6 +26,7 @@ tr.group td { background: #eef3f8; font-weight: bold; }
           padding: .7em 1em; margin: 1em 0; }
 .note { color: #555; font-size: .9em; } .warn { color: #9a4d00; font-weight: bold; }
 .better { background: #e3f5e1 !important; } .worse { background: #fbe4e4 !important; }
+.moot { color: #999; }  /* a difference that is no finding: neither system beats the video-blind baseline */
 audio { width: 210px; height: 32px; } img { max-width: 100%; }
 .charts { display: flex; flex-wrap: wrap; gap: .5em 1.5em; align-items: flex-start; }
 ul.answers li { margin: .3em 0; }

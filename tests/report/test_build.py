@@ -1,11 +1,13 @@
 """The report page: built from the real evaluation world, self-contained, rendered by headless Chromium."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -13,7 +15,9 @@ from eval_world import QUESTION, REPO, VARIANTS, eval_world_fixture, merged, wor
 
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.evaluation.summary import paired_difference
-from pipeline.report.build import PUBLISHED, ReportInputs, load_systems, results_section, write_report
+from pipeline.layout import Layout
+from pipeline.report.build import NOT_A_FINDING, PUBLISHED, ReportInputs, load_systems, results_section, write_report
+from pipeline.report.talkers import Coverage, coverage
 from stages import report as report_stage
 
 
@@ -26,6 +30,25 @@ def report(eval_world, tmp_path_factory) -> Path:
 
 def _configure(**report: object) -> report_stage.ReportStageConfig:
     return report_stage.configure(Params(merged(world_params(), {"report": report})))
+
+
+def _copy_world(eval_world: dict[str, Any], root: Path) -> Layout:
+    """The world's evaluations and metrics files under `root`, to be altered by one test."""
+    world, layout = eval_world["layout"], Layout(root)
+    shutil.copytree(world.eval("x").parent, layout.eval("x").parent)
+    shutil.copytree(world.metrics_dir, layout.metrics_dir)
+    return layout
+
+
+def _edit_metrics(layout: Layout, system: str, edit: Any) -> None:
+    metrics = json.loads(layout.metrics(system).read_text(encoding="utf-8"))
+    edit(metrics)
+    layout.metrics(system).write_text(json.dumps(metrics), encoding="utf-8")
+
+
+def _page(cfg: report_stage.ReportStageConfig, layout: Layout, name: str = "report.html",
+          roots: tuple[Path, ...] = ()) -> str:
+    return write_report(cfg, ReportInputs(layout, roots), layout.root / name).read_text(encoding="utf-8")
 
 
 def test_the_repository_questions_name_systems_of_its_report():
@@ -81,17 +104,23 @@ def test_questions_come_from_params_and_need_no_code(eval_world, tmp_path):
 
 
 def test_the_report_lists_exactly_its_systems_never_leftover_files(eval_world, tmp_path):
-    world = eval_world["layout"]
-    layout = type(world)(tmp_path)
-    shutil.copytree(world.eval("x").parent, layout.eval("x").parent)
-    shutil.copytree(world.metrics_dir, layout.metrics_dir)
-    # An earlier run's system, since removed from params: its files stay behind.
+    layout = _copy_world(eval_world, tmp_path)
+    # An earlier run's system, since removed from params: its files stay behind, training curves included.
     shutil.copy(layout.eval("gl_clean"), layout.eval("old_variant"))
     shutil.copy(layout.metrics("gl_clean"), layout.metrics("old_variant"))
+    train, asr = tmp_path / "reports/train", tmp_path / "reports/train_asr"
+    for run in (train / "train_v2a/gl_clean", train / "train_v2a/old_variant", train / "vocoder/hifigan",
+                train / "pretrain_a2a/melspec", asr):
+        (run / "plots/metrics/train").mkdir(parents=True)
+        pd.DataFrame({"step": [0, 1], "loss": [1.0, 0.5]}).to_csv(run / "plots/metrics/train/loss.tsv", sep="\t",
+                                                                  index=False)
     cfg = _configure(systems=["gl_clean", "gl_noisy"])
-    text = write_report(cfg, ReportInputs(layout, ()), tmp_path / "report.html").read_text(encoding="utf-8")
+    text = _page(cfg, layout, roots=(train, asr))
     assert "old_variant" not in text and ">broken<" not in text
     assert text.index(">gl_clean<") < text.index(">gl_noisy<")  # in the order of report.systems
+    # the runs that serve the listed systems stay: vocoder, A2A pre-training, ASR
+    for run in ("train/train_v2a/gl_clean", "train/vocoder/hifigan", "train/pretrain_a2a/melspec", "train_asr"):
+        assert f'alt="training curves of {run}"' in text
     layout.eval("gl_noisy").unlink()
     with pytest.raises(FileNotFoundError, match="no evaluation of gl_noisy .*: run evaluate@gl_noisy"):
         write_report(cfg, ReportInputs(layout, ()), tmp_path / "report2.html")
@@ -144,9 +173,101 @@ def test_grid_results_sit_beside_the_papers_numbers(eval_world):
     systems = load_systems(ReportInputs(eval_world["layout"], ()), list(VARIANTS))
     published = pd.read_csv(PUBLISHED)
     keys = ["pesq", "stoi", "estoi", "wer_ctc"]
-    html = results_section(systems, ["test"], keys, "grid", "seen-4", published, 0)
+    html = results_section(systems, ["test"], keys, "grid", Coverage("seen-4"), published, 0)
     assert html.count("<tr class='pub'>") == 4 and "published: SVTS" in html and "Mira et al. 2022" in html
     assert "demo corpus" not in html and "our split is drawn by our seed" in html
-    unseen = results_section(systems, ["unseen"], keys, "grid", "unseen", published, 0)
+    assert "not comparable" not in html  # a protocol naming no talkers here is never partial
+    unseen = results_section(systems, ["unseen"], keys, "grid", Coverage("unseen"), published, 0)
     assert unseen.count("<tr class='pub'>") == 2
-    assert "<tr class='pub'>" not in results_section(systems, ["test"], keys, "demo", "demo", published, 0)
+    assert "<tr class='pub'>" not in results_section(systems, ["test"], keys, "demo", Coverage("demo"), published, 0)
+
+
+def test_a_vocoder_ceiling_far_from_ground_truth_is_flagged_beside_every_vocoded_system(eval_world, tmp_path, monkeypatch,
+                                                                                       capsys):
+    layout = _copy_world(eval_world, tmp_path)
+    ceiling = json.loads(layout.metrics("vocoder_ceiling").read_text(encoding="utf-8"))
+    vocoder, estoi = ceiling["vocoder"]["name"], ceiling["test"]["estoi"]
+    # gl_clean's synthesis went through the ceiling's vocoder; gl_noisy and broken wrote waveforms
+    _edit_metrics(layout, "gl_clean", lambda m: m["synthesis"].update(vocoder=vocoder))
+    note = ("<span class='warn'>&#9888; scores capped by the vocoder: its ceiling (vocoder_ceiling) reaches only "
+            f"ESTOI {estoi:.3f} on test</span>")
+    cfg = _configure(vocoder_ceiling_min_estoi=estoi + 0.01)
+    text = _page(cfg, layout)
+    assert f"reach only ESTOI {estoi:.3f} on test (below {estoi + 0.01})" in text
+    assert "The scores of mean_mel_baseline, gl_clean are capped by it" in text
+    for system in ("gl_clean", "mean_mel_baseline"):  # beside its row of both results tables, and under its heading
+        assert text.count(f"<td class='l'>{system}<br>{note}</td>") == 2
+        assert re.search(rf">{system}</h3><p>[^\n]*</p>\n<p>{re.escape(note)}</p>", text)
+    assert text.count(note) == 3 * 2 and "gl_noisy<br>" not in text and "broken<br>" not in text
+
+    monkeypatch.setattr(report_stage, "Layout", lambda: layout)
+    monkeypatch.setattr(report_stage, "load_config", lambda stage, configure: cfg)
+    assert report_stage.main() == 0
+    assert (f"report: WARNING: vocoder ceiling ESTOI {estoi:.3f} on test is below {estoi + 0.01}: the scores of "
+            f"mean_mel_baseline, gl_clean are capped by the vocoder {vocoder}\n") in capsys.readouterr().err
+
+    close = _page(_configure(vocoder_ceiling_min_estoi=estoi), layout, "close.html")  # at the threshold: no warning
+    assert "capped" not in close
+    _edit_metrics(layout, "gl_clean", lambda m: m["synthesis"].update(vocoder=None))
+    assert "capped" not in _page(cfg, layout, "waveforms.html")  # only the baseline is vocoded: nothing to warn about
+
+
+def test_a_protocol_run_on_some_of_its_talkers_says_so_wherever_it_is_named(eval_world, tmp_path):
+    layout = _copy_world(eval_world, tmp_path)
+    for path in layout.metrics_dir.glob("*.json"):  # a GRID seen-4 run ...
+        _edit_metrics(layout, path.stem, lambda m: m["versions"].update(corpus="grid", protocol="seen-4"))
+    gt = pd.read_parquet(layout.eval("ground_truth"))
+    gt.assign(speaker="s1").to_parquet(layout.eval("ground_truth"))  # ... whose utterances are all s1's
+    text = _page(_configure(), layout)
+    label = "seen-4, 1 of 4 talkers: s1"
+    assert f"<h1>Video-to-speech evaluation: grid corpus, protocol {label}</h1>" in text
+    assert text.count(f"protocol <b>{label}</b>") == 2  # both result tables
+    assert f"<code>{label}</code>" in text  # the versions table
+    assert not re.findall(r"seen-4(?!, 1 of 4 talkers: s1)", text[:text.index("id='published'")])
+    results = text[text.index("id='results'"):text.index("id='asr'")]
+    assert results.count("<tr class='pub'>") == results.count("not comparable (other talkers)") == 4
+
+    talkers = ["s1", "s2", "s4", "s29"]  # every talker of seen-4 evaluated: the protocol's name alone
+    gt.assign(speaker=[talkers[i % 4] for i in range(len(gt))]).to_parquet(layout.eval("ground_truth"))
+    whole = _page(_configure(), layout, "whole.html")
+    assert "<h1>Video-to-speech evaluation: grid corpus, protocol seen-4</h1>" in whole
+    assert "talkers:" not in whole and "not comparable" not in whole
+
+
+def test_talkers_a_protocol_names_per_split():
+    protocols = _configure().protocols
+    unseen = set(protocols["unseen"].per_speaker["unseen"])
+    whole = coverage("unseen", protocols, ["test", "unseen"], unseen)
+    assert whole.label == "unseen" and not whole.partial("unseen")  # its training talkers are never evaluated
+    part = coverage("unseen", protocols, ["unseen"], unseen - {"s2"})
+    assert part.partial("unseen") and part.label.startswith(f"unseen, {len(unseen) - 1} of {len(unseen)} talkers: s4, ")
+    demo = coverage("demo", protocols, ["test", "unseen"], ["d1"])  # `per_utterance: all` names no talker
+    assert demo.label == "demo" and not demo.partial()
+    assert coverage("unknown", protocols, ["test"], ["s1"]).label == "unknown"
+
+
+def test_an_ablation_of_systems_that_do_not_beat_the_video_blind_baseline_is_no_finding(eval_world, tmp_path):
+    layout = _copy_world(eval_world, tmp_path)
+    base = pd.read_parquet(layout.eval("mean_mel_baseline"))
+    # two systems that learned nothing from the lips: one is the baseline, the other the baseline with STOI
+    # (never ESTOI) raised: the difference between them is consistent, and no finding
+    base.to_parquet(layout.eval("blind"))
+    base.assign(stoi=base["stoi"] + 0.05).to_parquet(layout.eval("blind_stoi"))
+    for name in ("blind", "blind_stoi"):
+        shutil.copy(layout.metrics("broken"), layout.metrics(name))  # no family: no suffix to the titles
+    moot = {"question": "raised STOI vs. a copy of the baseline", "a": "blind", "b": "blind_stoi"}
+    finding = {"question": "Griffin-Lim vs. a copy of the baseline", "a": "blind", "b": "gl_clean"}
+    text = _page(_configure(systems=[*VARIANTS, "blind", "blind_stoi"], questions=[moot, finding], headline=["stoi"]),
+                 layout)
+    answers = text[text.index("id='answers'"):text.index("id='results'")]
+    sentence = re.search(r"<li><b>Raised STOI vs\. a copy of the baseline</b>: (.*?)</li>", answers).group(1)
+    assert sentence.startswith(f"<span class='warn'>{NOT_A_FINDING}</span>. "
+                               "<span class='moot'>STOI +0.050 [+0.050, +0.050]</span> on test"), sentence
+    assert re.search(r"<li><b>Griffin-Lim vs\. a copy of the baseline</b>: <span class='better'>STOI ", answers)
+    assert NOT_A_FINDING == "neither system beats the video-blind baseline (mean_mel_baseline): not a finding"
+    ablations = text[text.index("id='ablations'"):text.index("id='listen'")]
+    rows = re.findall(r"<tr>(<td class='l'>blind_stoi &minus; blind.*?)</tr>", ablations)
+    assert len(rows) == 2 and all(NOT_A_FINDING in r and "<span class='moot'>" in r for r in rows)  # test and unseen
+    assert "better" not in "".join(rows) and "worse" not in "".join(rows)
+    found = re.findall(r"<tr>(<td class='l'>gl_clean &minus; blind.*?)</tr>", ablations)
+    assert len(found) == 2 and not any(NOT_A_FINDING in r for r in found)
