@@ -86,7 +86,7 @@ def world_params() -> dict[str, Any]:
 def card(system: str) -> ModelCard:
     kind, family, extra = VARIANTS[system]
     return ModelCard(kind=kind, family=family, name=system, inputs=("video", "spk"), crop={}, train={}, data={},
-                     validation={}, extra=extra, model={})
+                     validation={}, extra={**extra, "mean_speaker_embedding": [0.1] * 256}, model={})
 
 
 def build(root: Path) -> dict[str, Any]:

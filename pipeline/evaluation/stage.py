@@ -81,7 +81,10 @@ def evaluate_system(system: str, cfg: EvaluationConfig, layout: Layout) -> dict[
     info_file = synth / "info.json"
     synthesis = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else None
     df, samples = run(system, shards, synth, s, Executor.from_config(cfg.executor), keep)
-    model = {"name": card.name, "inputs": list(card.inputs), "extra": to_plain(card.extra)}
+    # Scalars only: DVC shows every number of a metrics file as a metric, and a card's vectors (the mean
+    # speaker embedding) would add hundreds of meaningless columns to `dvc exp show`.
+    extra = {k: v for k, v in to_plain(card.extra).items() if not isinstance(v, list)}
+    model = {"name": card.name, "inputs": list(card.inputs), "extra": extra}
     info = _info(cfg, layout, s, shards, system=system, kind=card.kind, family=card.family, model=model,
                  synthesis=synthesis)
     return _write(system, df, samples, info, layout, cfg, s)

@@ -71,6 +71,7 @@ def test_metrics_files_record_versions_and_asrs(eval_world):
 def test_a_systems_kind_and_family_come_from_its_model_card(eval_world):
     for system, (kind, family, extra) in VARIANTS.items():
         m = json.loads(eval_world["layout"].metrics(system).read_text())
+        # the card's scalar settings, without its vectors (DVC would list every number as a metric)
         assert (m["system"], m["kind"], m["family"], m["model"]["extra"]) == (system, kind, family, extra)
     assert json.loads(eval_world["layout"].metrics("ground_truth").read_text())["kind"] == "reference"
 
