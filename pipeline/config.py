@@ -164,6 +164,11 @@ def parse(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
 
 
+def parse_value(value: Any, tp: Any, where: str) -> Any:
+    """One value checked as type `tp` (a Literal, a number, ...), or a ConfigError naming `where`."""
+    return _coerce(value, tp, where)
+
+
 def to_plain(obj: Any) -> Any:
     """A config object as JSON-ready data (dicts, lists, numbers, strings)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from pipeline.audio.mel import AudioConfig, MelConfig
-from pipeline.config import ConfigError, Params, parse
+from pipeline.config import ConfigError, Params, parse, parse_value
 from pipeline.corpora.config import CorpusConfig
 from pipeline.evaluation.asr_sphinx import SphinxConfig
 from pipeline.evaluation.checks import CheckConfig
 from pipeline.executor import ExecutorConfig
+from pipeline.inference.vocoder import VocoderName
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class EvaluationConfig:
     scoring: ScoringConfig
     corpus: CorpusConfig  # recorded in the metrics files: the corpus and its split protocol
     # evaluate_references only (synthesize.vocoder): the vocoder of the ceiling and baseline rows
-    vocoder: Literal["hifigan", "griffin_lim"] | None
+    vocoder: VocoderName | None
     executor: ExecutorConfig
 
     def protocol(self, corpus: str) -> str:
@@ -96,8 +96,6 @@ def evaluation_config(params: Params, references: bool) -> EvaluationConfig:
     scoring = scoring_config(params)
     vocoder = None
     if references:
-        vocoder = params.raw("synthesize.vocoder")
-        if vocoder not in ("hifigan", "griffin_lim"):
-            raise ConfigError(f"synthesize.vocoder: {vocoder!r} is not one of ['hifigan', 'griffin_lim']")
+        vocoder = parse_value(params.raw("synthesize.vocoder"), VocoderName, "synthesize.vocoder")
     return EvaluationConfig(_evaluate(params, scoring.mel), scoring, params.parse("corpus", CorpusConfig), vocoder,
                             params.parse("executor", ExecutorConfig))

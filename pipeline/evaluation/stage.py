@@ -28,6 +28,7 @@ from pipeline.evaluation.evaluate import (
 from pipeline.evaluation.versions import collect
 from pipeline.executor import Executor
 from pipeline.inference.card import load_card
+from pipeline.inference.vocoder import vocoder_dir
 from pipeline.layout import Layout
 
 
@@ -36,7 +37,7 @@ def settings(cfg: EvaluationConfig, layout: Layout) -> Settings:
     if cfg.scoring.ctc and not has_ctc_model(layout.asr):
         raise FileNotFoundError(f"no trained CTC ASR in {layout.asr}: run the train_asr stage first")
     return Settings.of(cfg.scoring, layout.asr if cfg.scoring.ctc else None,
-                       layout.vocoder if cfg.vocoder == "hifigan" else None)
+                       vocoder_dir(cfg.vocoder, layout) if cfg.vocoder else None)
 
 
 def corpus_name(cfg: EvaluationConfig, layout: Layout) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from pipeline.config import Params, parse
 from pipeline.executor import Executor, ExecutorConfig, Failure
 from pipeline.inference.card import save_card
 from pipeline.inference.load import LoadedModel, load_model
-from pipeline.inference.vocoder import Vocoder, load_vocoder, resolve_device
+from pipeline.inference.vocoder import Vocoder, VocoderName, load_vocoder, resolve_device, vocoder_dir
 from pipeline.layout import Layout
 from pipeline.shards import ShardReader, list_shards, pack, unpack, write_shard
 from pipeline.streams import Catalog, Stream, read_vectors
@@ -156,7 +156,7 @@ def run_synthesis(model_dir: str | os.PathLike[str], vocoder_dir: str | os.PathL
 class SynthesizeSettings:
     """params.yaml `synthesize` (its `device` and `workers` change the speed only and are not tracked)."""
 
-    vocoder: Literal["hifigan", "griffin_lim"]  # log-mel families: the trained HiFi-GAN (models/vocoder) or Griffin-Lim
+    vocoder: VocoderName  # log-mel families: the trained HiFi-GAN (models/vocoder) or Griffin-Lim
     batch_size: int  # equal-length utterances per forward pass
     device: str  # auto (CUDA when present) | cpu | cuda
     workers: int | None  # 1: one process; N: a pool; null: executor.workers
@@ -187,6 +187,5 @@ def synthesize_system(cfg: SynthesizeConfig, layout: Layout) -> dict[str, Any]:
     on_gpu = resolve_device(s.device).type == "cuda"
     workers = 1 if on_gpu else s.workers or cfg.executor.workers or None
     executor = Executor(workers=workers, address=cfg.executor.address)
-    vocoder_dir = layout.vocoder if s.vocoder == "hifigan" else None
-    return run_synthesis(layout.model(cfg.kind, cfg.system), vocoder_dir, layout, layout.synth(cfg.system), executor,
+    return run_synthesis(layout.model(cfg.kind, cfg.system), vocoder_dir(s.vocoder, layout), layout, layout.synth(cfg.system), executor,
                          s.batch_size, s.device)

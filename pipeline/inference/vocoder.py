@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from pipeline.audio.mel import MelConfig
 from pipeline.config import parse
 from pipeline.inference.card import require_kind
 from pipeline.inference.model_dir import WEIGHTS, load_model_dir, sha256_file
+from pipeline.layout import Layout
 from pipeline.models.config import HiFiGANConfig
 from pipeline.models.hifigan import HiFiGAN
 
@@ -28,6 +30,15 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+# `synthesize.vocoder`: the HiFi-GAN the `vocoder` stage trained, or Griffin-Lim (nothing to load).
+VocoderName = Literal["hifigan", "griffin_lim"]
+
+
+def vocoder_dir(name: VocoderName, layout: Layout) -> Path | None:
+    """Where vocoder `name` is loaded from; None means Griffin-Lim (`load_vocoder(None)`)."""
+    return layout.vocoder if name == "hifigan" else None
 
 
 class Vocoder:
