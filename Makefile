@@ -6,11 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: repro test venv lock bench clean-venv
 
+# The install's wall time goes to .venv/.install_seconds (docs/RESULTS.md reports it).
 $(STAMP): requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.lock
-	$(BIN)/pip install -q --no-deps -e .
+	start=$$(date +%s); \
+	{ test -x $(BIN)/python || $(PY) -m venv $(VENV); } && \
+	$(BIN)/pip install -q --upgrade pip && \
+	$(BIN)/pip install -q -r requirements.lock && \
+	$(BIN)/pip install -q --no-deps -e . && \
+	echo $$(( $$(date +%s) - start )) > $(VENV)/.install_seconds
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -22,8 +25,9 @@ repro: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# grid_recipe.py and vocoders.py measure a finished GRID run (see their docstrings)
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	for b in benchmarks/features.py benchmarks/roi.py benchmarks/train.py; do $(BIN)/python $$b || exit 1; done
 
 # Re-resolve the pins from requirements.in (needs the package registry).
 lock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import fnmatch
 import hashlib
 import json
 import os
@@ -45,6 +46,57 @@ def load_params(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise ConfigError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+
+
+RECIPE, RECIPES = "recipe", "recipes"
+# Mappings whose keys the reading stage checks (a model family's fields over its preset, a stage's
+# overrides of `train:`): a recipe may add keys to them even where the file already sets some.
+OVERRIDE_MAPPINGS = ("model.overrides.*", "v2a.train", "vocoder.train")
+
+
+def is_open_mapping(path: str, node: Any) -> bool:
+    """Whether a recipe may add keys to the file's mapping `node` at dotted `path`: an empty one,
+    such as `recipes.demo: {}`, or one of OVERRIDE_MAPPINGS."""
+    return isinstance(node, Mapping) and (not node or any(fnmatch.fnmatchcase(path, p) for p in OVERRIDE_MAPPINGS))
+
+
+def apply_recipe(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """`tree` with `recipes.<recipe>` laid over it: a recipe rewrites values of keys the file has
+    (or adds keys to an open mapping, such as `model.overrides.melspec`: `is_open_mapping`)."""
+    name = tree.get(RECIPE)
+    recipes = tree.get(RECIPES) or {}
+    if name is not None and name not in recipes:
+        raise ConfigError(f"recipe {name!r} is not a key of recipes{_closest(str(name), list(recipes))}")
+    # every recipe is checked, the inactive ones too: a typo shows before the recipe is first used
+    applied = {n: _overlay(tree, over or {}, f"{RECIPES}.{n}", "") for n, over in recipes.items()}
+    return applied[name] if name is not None else dict(tree)
+
+
+def _overlay(base: Mapping[str, Any], over: Any, where: str, path: str) -> dict[str, Any]:
+    if not isinstance(over, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {over!r}")
+    out = dict(base)
+    open_ = is_open_mapping(path[:-1], base)
+    for key, value in over.items():
+        at = f"{path}{key}"
+        if at in (RECIPE, RECIPES) or (not open_ and key not in base):
+            raise ConfigError(f"unknown key {where}.{key}: params.yaml has no key {at}{_closest(str(key), list(base))}")
+        inner = base.get(key)
+        out[key] = (_overlay(inner, value, f"{where}.{key}", f"{at}.")
+                    if isinstance(value, Mapping) and isinstance(inner, Mapping) else value)
+    return out
+
+
+def recipe_keys(tree: Mapping[str, Any]) -> list[str]:
+    """The dotted keys the active recipe sets (its leaves)."""
+
+    def leaves(node: Any, prefix: str) -> list[str]:
+        if isinstance(node, Mapping) and node:
+            return [k for key, v in node.items() for k in leaves(v, f"{prefix}{key}.")]
+        return [prefix[:-1]]
+
+    over = (tree.get(RECIPES) or {}).get(tree.get(RECIPE)) or {}
+    return leaves(over, "") if over else []
 
 
 class FrozenMap(dict):  # type: ignore[type-arg]
@@ -296,7 +348,17 @@ def _interpolate_value(text: Any, tree: Mapping[str, Any]) -> Any:
 
 
 def stage_params(stage: str, key: str | None = None, path: str | os.PathLike[str] | None = None) -> Params:
-    """`params.yaml` as stage `stage` may read it: only the keys its dvc.yaml entry declares."""
-    tree = load_params(path)
-    return Params(tree, declared_params(stage, key, tree))
+    """`params.yaml` as stage `stage` may read it, with the active recipe applied: only the keys its
+    dvc.yaml entry declares. A stage reading a key the recipe sets must declare `recipe` and
+    `recipes` too, or DVC would not rerun it when the recipe changes."""
+    raw = load_params(path)
+    tree = apply_recipe(raw)
+    declared = declared_params(stage, key, tree)
+    if not {RECIPE, RECIPES} <= set(declared):
+        overlap = [k for k in recipe_keys(raw) if any(k == d or k.startswith(d + ".") or d.startswith(k + ".")
+                                                      for d in declared)]
+        if overlap:
+            raise ConfigError(f"stage {stage} reads {overlap[0]}, which recipe {raw[RECIPE]!r} sets, but its dvc.yaml "
+                              f"entry does not declare `{RECIPE}` and `{RECIPES}`")
+    return Params(tree, declared)
 

@@ -7,7 +7,16 @@ from typing import Literal
 
 import pytest
 
-from pipeline.config import ConfigError, Params, declared_params, fingerprint, load_params, parse
+from pipeline.config import (
+    ConfigError,
+    Params,
+    apply_recipe,
+    declared_params,
+    fingerprint,
+    load_params,
+    parse,
+    recipe_keys,
+)
 
 
 @dataclass(frozen=True)
@@ -88,3 +97,25 @@ def test_fingerprint_covers_every_field():
     a = parse(Outer, GOOD, "roi")
     b = parse(Outer, {**GOOD, "optional": 4}, "roi")
     assert fingerprint(cfg=a) == fingerprint(cfg=parse(Outer, GOOD, "roi")) != fingerprint(cfg=b)
+
+
+def test_a_recipe_rewrites_existing_keys_and_refuses_new_ones():
+    tree = {"train": {"lr": 1.0, "steps": 5}, "model": {"overrides": {}}, "recipe": "fast",
+            "recipes": {"plain": {}, "fast": {"train": {"lr": 2.0}, "model": {"overrides": {"width": 8}}}}}
+    applied = apply_recipe(tree)
+    assert applied["train"] == {"lr": 2.0, "steps": 5} and applied["model"]["overrides"] == {"width": 8}
+    assert tree["train"]["lr"] == 1.0  # the file's tree is left as it was
+    assert recipe_keys(tree) == ["train.lr", "model.overrides.width"]
+    assert apply_recipe({**tree, "recipe": "plain"})["train"]["lr"] == 1.0 and recipe_keys({**tree, "recipe": "plain"}) == []
+    with pytest.raises(ConfigError, match=r"unknown key recipes\.fast\.train\.lrr: params.yaml has no key train\.lrr \(did you mean 'lr'\?\)"):
+        apply_recipe({**tree, "recipes": {"fast": {"train": {"lrr": 2.0}}}})
+    with pytest.raises(ConfigError, match=r"recipe 'fats' is not a key of recipes \(did you mean 'fast'\?\)"):
+        apply_recipe({**tree, "recipe": "fats"})
+
+
+def test_a_recipe_adds_fields_to_a_model_override_the_file_already_fills():
+    tree = {"model": {"overrides": {"wavegan": {"depth": 3}}}, "recipe": "small",
+            "recipes": {"small": {"model": {"overrides": {"wavegan": {"width": 8}}}}}}
+    assert apply_recipe(tree)["model"]["overrides"]["wavegan"] == {"depth": 3, "width": 8}
+    with pytest.raises(ConfigError, match=r"unknown key recipes\.small\.model\.depth"):
+        apply_recipe({**tree, "recipes": {"small": {"model": {"depth": 8}}}})

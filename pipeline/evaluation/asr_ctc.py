@@ -8,11 +8,12 @@ Tokens are whole words: GRID and the demo corpus have small closed vocabularies,
 train in minutes on a CPU; a word not in the training transcripts can never be output.
 Decoding is greedy (best path, repeats merged, blanks dropped). It trains through the pipeline's
 one training loop (pipeline.training.loop) as a `CTCTask` whose step is one epoch; the epoch with
-the lowest validation WER is kept. The model directory (`model.pt` + card) is written like every
+the lowest validation WER is kept, and training stops `patience` epochs after it. The model directory (`model.pt` + card) is written like every
 other model's.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections import Counter
@@ -56,7 +57,8 @@ class CTCConfig:
     hidden: int
     layers: int
     dropout: float
-    epochs: int  # the epoch with the lowest val WER is kept
+    epochs: int  # at most; the epoch with the lowest val WER is kept
+    patience: int  # after the warm-up, stop this many epochs after the best val WER (0: never)
     batch_size: int
     lr: float  # peak of a one-cycle schedule
     device: str  # auto (CUDA when present) | cpu | cuda
@@ -192,7 +194,8 @@ class CTCTask(Task):
     """The recogniser, AdamW with a one-cycle schedule; a step is one epoch of shuffled, masked batches.
 
     Its dropout noise continues the initialisation's random stream (`reseed_after_build`), and
-    the validation keeps a copy of the weights of the epoch with the lowest WER (ties: the later).
+    the validation keeps a copy of the weights of the epoch with the lowest WER (ties: the later)
+    and asks the loop to stop once `patience` epochs after the warm-up have passed without reaching it.
     """
 
     reseed_after_build = False
@@ -229,14 +232,18 @@ class CTCTask(Task):
         wer = evaluate_wer(model, b["feats"], b["texts"], self.vocab, self.ctx.device)
         if self.best is None or wer <= self.best[0]:
             self.best = (wer, self.ctx.step, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        return Validation({"wer": wer})
+        # counted from the end of the warm-up: before it a WER above 100% (inserted words) is common
+        warm = max(self.best[1], math.ceil(WARMUP_FRACTION * self.cfg.epochs))
+        stop = self.cfg.patience > 0 and self.ctx.step - warm >= self.cfg.patience
+        return Validation({"wer": wer}, stop=stop)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "gen": self.gen.get_state()}
+        return {**super().state_dict(), "gen": self.gen.get_state(), "best": self.best}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.gen.set_state(state["gen"])
+        self.best = state.get("best")
 
     def export(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The best epoch's weights (the last epoch's without a validation set)."""
@@ -244,7 +251,8 @@ class CTCTask(Task):
         if self.best is not None:
             model.load_state_dict(self.best[2])
         return model.cpu().state_dict(), {"best_epoch": self.best[1] if self.best else self.ctx.step,
-                                          "val_wer": self.best[0] if self.best else None}
+                                          "val_wer": self.best[0] if self.best else None,
+                                          "epochs_run": self.ctx.step}
 
 
 def train(train_set: Sequence[tuple[np.ndarray, str]], val_set: Sequence[tuple[np.ndarray, str]], cfg: CTCConfig,
@@ -268,7 +276,7 @@ def train(train_set: Sequence[tuple[np.ndarray, str]], val_set: Sequence[tuple[n
     task = trainer.fit()
     state, best = task.export()
     model = task.net("asr")
-    summary = {"best_epoch": best["best_epoch"], "n_train": len(train_set), "n_val": len(val_set),
+    summary = {"best_epoch": best["best_epoch"], "epochs_run": best["epochs_run"], "n_train": len(train_set), "n_val": len(val_set),
                "val_wer": best["val_wer"],
                "val_chance_wer": majority_sentence_wer([t for _, t in train_set], feed.val_texts) if val_set else None}
     return model, vocab, summary
@@ -278,7 +286,7 @@ def save(model_dir: str | os.PathLike[str], model: CTCRecognizer, vocab: Sequenc
          audio: AudioConfig, seed: int, summary: dict[str, Any], data: dict[str, Any] | None = None) -> Path:
     """Write `model.pt` and the card (vocabulary, settings, summary) atomically."""
     card = ModelCard("asr", None, "ctc", ("audio",), {"audio": to_plain(audio)},
-                     {"seed": seed, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr,
+                     {"seed": seed, "epochs": cfg.epochs, "patience": cfg.patience, "batch_size": cfg.batch_size, "lr": cfg.lr,
                       "weight_decay": WEIGHT_DECAY, "clip_norm": CLIP_NORM},
                      data or {}, {"wer": summary["val_wer"]},
                      {"vocab": list(vocab), "mel": to_plain(audio.mel), "summary": summary}, to_plain(cfg))
@@ -322,7 +330,7 @@ def train_in_domain(cfg: TrainAsrConfig, layout: Layout) -> dict[str, Any]:
     files = list_shards(shards / "train") + list_shards(shards / "val")
     save(layout.asr, model, vocab, cfg.ctc, cfg.audio, cfg.seed, summary, {"train+val": inputs_digest(files)})
     print(f"train_asr: {summary['n_train']} train / {summary['n_val']} val utterances, vocabulary {len(vocab)}, "
-          f"best epoch {summary['best_epoch']}: val WER {summary['val_wer']}% "
+          f"best epoch {summary['best_epoch']} of {summary['epochs_run']} run: val WER {summary['val_wer']}% "
           f"(most frequent training sentence: {summary['val_chance_wer']}%)", file=sys.stderr, flush=True)
     return summary
 
@@ -353,4 +361,4 @@ class CTCASR:
         digest = sha256_file(self.model_dir / WEIGHTS)
         return {"name": "in-domain word CTC (conv + BiGRU, trained on the corpus's ground-truth train audio)",
                 "model_sha256": digest, "vocab_size": len(self.vocab), **{k: self.summary.get(k) for k in
-                ("n_train", "val_wer", "val_chance_wer", "best_epoch")}}
+                ("n_train", "val_wer", "val_chance_wer", "best_epoch", "epochs_run")}}

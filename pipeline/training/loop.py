@@ -103,6 +103,7 @@ class Trainer:
         self.dist = DistInfo()
         self.last_validation: Validation | None = None
         self.validated_step = -1
+        self.stopped = False  # the task asked to stop early (a checkpoint records it)
 
     # -- set-up -----------------------------------------------------------------------------
     def _build(self) -> Task:
@@ -138,6 +139,7 @@ class Trainer:
                                "resume with the same train.devices or delete the checkpoints")
         task.load_state_dict(state["task"])
         set_rng_state(state["rng"][self.dist.rank])
+        self.stopped = bool(state.get("stopped", False))
         if self.dist.is_main:
             print(f"{self.name}: resumed from {path} (step {step})", flush=True)
         return int(state["step"]), int(state["epoch"]), int(state["consumed"])
@@ -152,7 +154,7 @@ class Trainer:
         if self.dist.is_main:
             save_torch(checkpoint_path(self.checkpoint_dir, step), {
                 "step": step, "epoch": epoch, "consumed": consumed, "world": self.dist.world,
-                "fingerprint": self.fingerprint, "task": task.state_dict(), "rng": rngs,
+                "fingerprint": self.fingerprint, "task": task.state_dict(), "rng": rngs, "stopped": self.stopped,
             })
             prune_checkpoints(self.checkpoint_dir, self.cfg.keep_checkpoints)
         self._barrier()
@@ -171,9 +173,11 @@ class Trainer:
             epoch, consumed = epoch + 1, 0
 
     def fit(self, stop_at: int | None = None) -> Task:
-        """Train to `loop.steps` (or only to `stop_at`, to simulate an interruption); returns the task."""
+        """Train to `loop.steps`, or until a validation says `stop` (early stopping), or only to `stop_at`
+        (to simulate an interruption); returns the task."""
         task = self._build()
         step, epoch, consumed = self._resume(task)
+        task.ctx.step = step
         if step == 0 and task.reseed_after_build:
             seed_everything(self.cfg.seed + self.dist.rank)  # ranks draw different dropout noise
         self.feed.start(self.dist)
@@ -184,7 +188,7 @@ class Trainer:
         task.train(True)
         batches = self._batches(epoch, consumed)
         try:
-            while step < self.cfg.steps and (stop_at is None or step < stop_at):
+            while step < self.cfg.steps and not self.stopped and (stop_at is None or step < stop_at):
                 epoch, consumed, batch = next(batches)
                 task.ctx.step = step + 1
                 try:
@@ -205,9 +209,9 @@ class Trainer:
                     record.update(self._validate(task, step, logger))
                 if logger and record:
                     logger.log(step, record)
-                if step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps:
+                if step % self.cfg.checkpoint_every == 0 or step == self.cfg.steps or self.stopped:
                     self._save(task, step, epoch, consumed)
-            if self.validated_step != step and step == self.cfg.steps:
+            if self.validated_step != step and (step == self.cfg.steps or self.stopped):
                 # A finished run resumed (e.g. its outputs were removed): validate again for the
                 # exported card; log only if the run's record is gone.
                 quiet = logger if logger and not logger.has_summary else None
@@ -237,8 +241,13 @@ class Trainer:
                 result = task.validate(_to_device(b, self.dist.device) for b in batches)
             task.train(True)
             self.last_validation = result
+            self.stopped = self.stopped or result.stop
             record = {f"val/{k}": v for k, v in result.metrics.items()}
             if logger:
                 logger.media(result)
+        if self.dist.world > 1:
+            flag = [self.stopped]
+            dist.broadcast_object_list(flag, src=0)  # every process leaves the loop at the same step
+            self.stopped = flag[0]
         self._barrier()
         return record

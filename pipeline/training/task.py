@@ -42,6 +42,7 @@ class Validation:
     wav_pred: np.ndarray | None = None
     wav_target: np.ndarray | None = None
     sample_rate: int = 16000
+    stop: bool = False  # the task is done (early stopping): the loop saves a checkpoint and ends
 
 
 @dataclass

@@ -92,7 +92,7 @@ def test_ctc_asr_learns_new_sentences_well_above_chance(tmp_path):
     train, held_out = data[:60], data[60:]
     assert not {t for _, t in train} & {t for _, t in held_out}
     cfg = dataclasses.replace(PARAMS.parse("asr.ctc", asr_ctc.CTCConfig), epochs=40, lr=5e-3, hidden=64,
-                              conv_channels=64, batch_size=8, device="cpu")
+                              conv_channels=64, batch_size=8, device="cpu", patience=0)
     model, vocab, summary = asr_ctc.train(train, held_out, cfg, seed=0, live_dir=tmp_path / "live")
     chance = asr_ctc.majority_sentence_wer([t for _, t in train], [t for _, t in held_out])
     print(f"CTC held-out WER {summary['val_wer']:.1f}% vs chance (most frequent training sentence) {chance:.1f}%")
@@ -103,6 +103,11 @@ def test_ctc_asr_learns_new_sentences_well_above_chance(tmp_path):
     assert len(wers) == 40 and summary["val_wer"] == min(wers)
     assert summary["best_epoch"] == max(i + 1 for i, w in enumerate(wers) if w == min(wers))
     assert json.loads((tmp_path / "live" / "metrics.json").read_text())["step"] == 40
+    # early stopping: the same run with a patience ends `patience` epochs after its best one
+    early, _, stopped = asr_ctc.train(train, held_out, dataclasses.replace(cfg, patience=3), seed=0)
+    head = wers[: stopped["epochs_run"]]  # the same seed and schedule: the same epochs up to the stop
+    assert stopped["epochs_run"] < 40 and stopped["epochs_run"] - max(stopped["best_epoch"], 6) == 3  # warm-up: 15% of 40
+    assert stopped["val_wer"] == min(head) and stopped["best_epoch"] == max(i + 1 for i, w in enumerate(head) if w == min(head))
     asr_ctc.save(tmp_path / "asr", model, vocab, cfg, AUDIO, 0, summary)
     assert load_card(tmp_path / "asr").kind == "asr" and load_card(tmp_path / "asr").validation["wer"] == summary["val_wer"]
     loaded = asr_ctc.CTCASR(tmp_path / "asr")

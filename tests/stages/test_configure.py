@@ -11,14 +11,24 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, Params, declared_params, load_params
+from pipeline.config import (
+    UNTRACKED,
+    ConfigError,
+    Params,
+    apply_recipe,
+    declared_params,
+    is_open_mapping,
+    load_params,
+    recipe_keys,
+    stage_params,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 TREE = load_params(REPO / "params.yaml")
 # Sections whose keys name things (a protocol, a variant, a voice): a new key there is a new item,
 # not a typo, so no typo is planted directly inside them (their items' fields are still checked).
-NAMED_ITEMS = {"protocols", "v2a.variants", "pretrain.families", "corpus.demo.speakers", "v2a.steps"}
+NAMED_ITEMS = {"protocols", "recipes", "v2a.variants", "pretrain.families", "corpus.demo.speakers", "v2a.steps"}
 
 
 def _lookup(tree: Mapping[str, Any], dotted: str) -> Any:
@@ -74,10 +84,55 @@ def _mappings(path: str, node: Any) -> list[tuple[str, Any]]:
     return out
 
 
+def _open_in_file(site: str) -> str | None:
+    """For a site inside a recipe that lands on an open mapping of the file (such as
+    `model.overrides.wavegan`), the file's path: only the stage reading it can check its keys."""
+    parts = site.split(".")
+    if parts[0] != "recipes" or len(parts) < 3:
+        return None
+    path = ".".join(parts[2:])
+    return path if is_open_mapping(path, _lookup(TREE, path)) else None
+
+
 @pytest.mark.parametrize("stage, key", _stage_runs())
 def test_a_typo_in_any_declared_section_stops_the_stage_naming_it(stage, key):
     for site in _typo_sites(stage, key):
         tree = copy.deepcopy(TREE)
         _lookup(tree, site)["zz_typo"] = 1
-        with pytest.raises(ConfigError, match=f"{site}.zz_typo".replace(".", r"\.")):
-            _module(stage).configure(Params(tree, declared_params(stage, key, tree)), key)
+        named = site
+        if (path := _open_in_file(site)) is not None:
+            tree["recipe"] = site.split(".")[1]  # checked when the recipe is active, by the stage reading it
+            if not any(path == d or path.startswith(f"{d}.") for d in declared_params(stage, key, TREE)):
+                continue
+            named = path
+        with pytest.raises(ConfigError, match=f"{named}.zz_typo".replace(".", r"\.")):
+            applied = apply_recipe(tree)  # as stage_params reads the file: a recipe's typo stops it here
+            _module(stage).configure(Params(applied, declared_params(stage, key, applied)), key)
+
+
+@pytest.mark.parametrize("recipe", sorted(TREE["recipes"]))
+def test_every_stage_runs_under_every_recipe_and_reads_its_values(recipe, tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({**TREE, "recipe": recipe}), encoding="utf-8")
+    keys = recipe_keys({**TREE, "recipe": recipe})
+    applied = apply_recipe({**TREE, "recipe": recipe})
+    read = set()
+    for stage, key in _stage_runs():
+        params = stage_params(stage, key, path)  # refuses a stage that reads a recipe's key undeclared
+        _module(stage).configure(params, key)
+        declared = [*declared_params(stage, key, applied), *UNTRACKED]
+        for k in keys:
+            if any(k == d or k.startswith(d + ".") for d in declared):
+                assert params.raw(k) == _lookup(TREE["recipes"][recipe], k)
+                read.add(k)
+    assert read == set(keys)  # no value of the recipe is left unread
+
+
+def test_a_stage_reading_a_recipes_key_must_declare_the_recipe(tmp_path, monkeypatch):
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    dvc["stages"]["train_asr"]["params"] = [p for p in dvc["stages"]["train_asr"]["params"] if not str(p).startswith("recipe")]
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(dvc), encoding="utf-8")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({**TREE, "recipe": "grid_cpu"}), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="stage train_asr reads asr.ctc.epochs, which recipe 'grid_cpu' sets"):
+        stage_params("train_asr", None, tmp_path / "params.yaml")

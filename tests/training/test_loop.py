@@ -27,8 +27,8 @@ from pipeline.training.windows import WindowDataset
 class ToyGAN(Task):
     """A two-network task shaped like the real GAN tasks (batch norm, dropout, D and G steps)."""
 
-    def __init__(self, ctx: Context, cfg: TrainConfig, nan_at: int | None = None):
-        self.nan_at = nan_at
+    def __init__(self, ctx: Context, cfg: TrainConfig, nan_at: int | None = None, stop_from: int | None = None):
+        self.nan_at, self.stop_from = nan_at, stop_from
         self.nets = {
             "g": nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 64)),
             "d": nn.Sequential(nn.Linear(64, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1)),
@@ -59,7 +59,8 @@ class ToyGAN(Task):
             errs.append(float((y - x).abs().mean()))
             mel = y[0].reshape(8, 8).cpu().numpy()
         wav = np.sin(np.linspace(0, 100, 1600)).astype(np.float32)
-        return Validation({"l1": float(np.mean(errs))}, mel, mel * 0, wav, wav)
+        stop = self.stop_from is not None and self.ctx.step >= self.stop_from
+        return Validation({"l1": float(np.mean(errs))}, mel, mel * 0, wav, wav, stop=stop)
 
     def export(self):
         return self.net("g").state_dict(), {}
@@ -71,7 +72,7 @@ def corpus(tmp_path_factory):
                                   utts_per_speaker=5, n_frames=12)
 
 
-def _trainer(corpus, tmp, steps=6, nan_at=None, live=None, fingerprint="f", **cfg):
+def _trainer(corpus, tmp, steps=6, nan_at=None, live=None, fingerprint="f", stop_from=None, **cfg):
     streams = Catalog(corpus, AUDIO).get("audio", "spk")
     train = WindowDataset(StreamSource(corpus.roi / "shards", streams, ["train"]), 4, ["audio", "spk"])
     val = WindowDataset(StreamSource(corpus.roi / "shards", streams, ["val"]), None, ["audio", "spk"])
@@ -79,7 +80,7 @@ def _trainer(corpus, tmp, steps=6, nan_at=None, live=None, fingerprint="f", **cf
                        log_every=1, val_every=3, val_utterances=2, checkpoint_every=cfg.pop("checkpoint_every", 3),
                        seed=5, **cfg)
     feed = WindowFeed(train, val, config.batch_size, config.num_workers, config.val_utterances, config.seed)
-    return Trainer(lambda ctx: ToyGAN(ctx, config, nan_at), config.loop(), feed, tmp / "ckpt", live,
+    return Trainer(lambda ctx: ToyGAN(ctx, config, nan_at, stop_from), config.loop(), feed, tmp / "ckpt", live,
                    fingerprint, name="toy")
 
 
@@ -98,6 +99,16 @@ def test_resumed_run_ends_with_the_same_weights(corpus, tmp_path):
         assert torch.equal(straight[k], resumed[k]), k
     fresh = _weights(_trainer(corpus, tmp_path / "c", steps=7, fingerprint="other-config").fit(stop_at=2))
     assert not all(torch.equal(fresh[k], straight[k]) for k in straight)
+
+
+def test_a_validation_that_says_stop_ends_the_run_for_good(corpus, tmp_path):
+    trainer = _trainer(corpus, tmp_path, steps=12, stop_from=5, checkpoint_every=4)
+    stopped = _weights(trainer.fit())  # validations at 3, 6, ...: the one at 6 stops it
+    assert trainer.stopped and [s for s, _ in list_checkpoints(tmp_path / "ckpt")] == [4, 6]
+    again = _trainer(corpus, tmp_path, steps=12, stop_from=5, checkpoint_every=4)
+    resumed = _weights(again.fit())  # a stopped run resumed stays stopped: no step is added
+    assert again.stopped and [s for s, _ in list_checkpoints(tmp_path / "ckpt")] == [4, 6]
+    assert all(torch.equal(stopped[k], resumed[k]) for k in stopped)
 
 
 def test_checkpoint_of_another_configuration_is_not_resumed(corpus, tmp_path, capsys):
