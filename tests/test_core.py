@@ -145,13 +145,13 @@ def test_a_typo_in_a_data_section_stops_its_stage_naming_the_key(stage, key, typ
 def test_stage_entry_refuses_bad_params_before_any_work(tmp_path, monkeypatch, capsys):
     from stages.roi import main
 
-    tree = _with_key_renamed(load_params(REPO / "params.yaml"), "roi.size", "sise")
+    tree = _with_key_renamed(load_params(REPO / "params.yaml"), "roi.mouth_width", "mouth_wdth")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tree))
     shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
     monkeypatch.chdir(tmp_path)
     assert main([]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("roi: unknown key roi.sise ") and "'size'" in err and err.count("\n") == 1
+    assert err.startswith("roi: unknown key roi.mouth_wdth ") and "'mouth_width'" in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml", "params.yaml"]  # nothing read, nothing written
 
 
