@@ -26,6 +26,7 @@ from pipeline.inference.model_dir import WEIGHTS, load_model_dir, sha256_file
 from pipeline.inference.vocoder import Vocoder
 from pipeline.layout import Layout
 from pipeline.models.a2a import A2A
+from pipeline.models.av2a import AV2A, Fusion, av2a_config
 from pipeline.models.config import SpeechConfig
 from pipeline.models.norm import freeze, multi_stat_norms, set_norm_stats
 from pipeline.models.v2a import V2A, load_decoder
@@ -43,6 +44,14 @@ class SpeechVariant:
     decoder: DecoderInit
     # false: the decoder keeps normalising with the A2A's audio statistics (see params.yaml)
     separate_bn: bool
+
+
+@dataclass(frozen=True)
+class AV2AModelConfig:
+    """An AV2A's sizes: its base V2A's (with a statistics set per modality combination) and the fusion."""
+
+    base: Any  # the family's config class, as the base V2A's card records it
+    fusion: Fusion
 
 
 def video_input(batch: Mapping[str, Tensor]) -> Tensor:
@@ -119,9 +128,10 @@ class SpeechTask(Task):
 class SpeechFamily(Family):
     """A Kefalas et al. family: A2A pre-training and V2A variants over shared parts."""
 
-    kinds = ("a2a", "v2a")
-    reads = {"a2a": ("audio", "spk"), "v2a": ("video", "audio", "spk")}
-    inputs = {"a2a": ("audio", "spk"), "v2a": ("video", "spk")}
+    kinds = ("a2a", "v2a", "av2a")
+    # an AV2A reads the base V2A's synthesis as `synth` (train_streams names the base's stream)
+    reads = {"a2a": ("audio", "spk"), "v2a": ("video", "audio", "spk"), "av2a": ("video", "audio", "spk", "synth")}
+    inputs = {"a2a": ("audio", "spk"), "v2a": ("video", "spk"), "av2a": ("video", "synth", "spk")}
     variant_class = SpeechVariant
     _prepare = {"a2a": audio_input, "v2a": video_input}
 
@@ -147,6 +157,10 @@ class SpeechFamily(Family):
 
     def build(self, kind: str, cfg: Any) -> nn.Module:
         self.check_kind(kind)
+        if kind == "av2a":
+            base = av2a_config(cfg.base)
+            return AV2A(V2A(base, partial(self.temporal, base), partial(self.decoder, base)),
+                        self.audio_encoder(base), cfg.fusion)
         parts = (partial(self.temporal, cfg), partial(self.decoder, cfg))
         builders = {"a2a": lambda: A2A(cfg, self.audio_encoder(cfg), *parts), "v2a": lambda: V2A(cfg, *parts)}
         return builders[kind]()
