@@ -20,7 +20,7 @@ from pipeline.families.base import Init
 from pipeline.families.speech import AV2AModelConfig
 from pipeline.inference.card import load_card
 from pipeline.inference.model_dir import sha256_file
-from pipeline.inference.synthesis import run_synthesis
+from pipeline.inference.synthesis import run_synthesis, synthesize_system
 from pipeline.layout import Layout
 from pipeline.models.av2a import MODALITIES, load_base
 from pipeline.models.norm import multi_stat_norms
@@ -32,6 +32,7 @@ from pipeline.training.runs import av2a_config, pretrain_a2a, pretrain_config, t
 from pipeline.training.synthetic import write_synthetic_corpus
 from pipeline.training.task import Context
 from pipeline.training.windows import WindowDataset
+from stages import synthesize_av2a
 
 SPLITS = {"train": ["s1", "s2"], "val": ["s1"], "test": ["s2"], "unseen": ["s3"]}
 BASE, NAME = "melspec_pretrained_finetuned", "melspec_modality_dropout_gt"
@@ -133,6 +134,7 @@ def world(tmp_path_factory) -> tuple[Layout, Params]:
     tree["pretrain"]["families"]["melspec"]["steps"] = 1
     tree["v2a"]["steps"]["melspec"] = 1
     tree["av2a"]["steps"]["melspec"] = 4
+    tree["synthesize"].update(vocoder="griffin_lim", workers=1, device="cpu", batch_size=2)
     params = Params(tree)
     pretrain_a2a(pretrain_config(params, "melspec"), corpus)
     base_dir = train_v2a(v2a_config(params, BASE), corpus)
@@ -183,7 +185,7 @@ def test_av2a_trains_exports_and_speaks_every_split_without_ground_truth(world, 
     assert card.crop == load_card(base_dir).crop and card.train["steps"] == 4
 
     out = layout.synth(NAME)
-    info = run_synthesis(model_dir, None, layout, out, Executor(workers=1), batch_size=2)
+    info = synthesize_system(synthesize_av2a.configure(params, NAME), layout)  # what stage synthesize_av2a runs
     assert info["utterances"] == {"train": 6, "val": 3, "test": 3, "unseen": 3}
 
     # the same synthesis from roi shards whose ground-truth audio is noise
