@@ -8,6 +8,7 @@ temporal module, decoder and `Objective` (losses, validation terms, waveform of 
 """
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -131,6 +132,19 @@ class SpeechTask(Task):
         return self.net("g").state_dict(), {"norm_stats": self.norm_set, **self.extra}
 
 
+def _base_synthesis(catalog: Catalog, base: Mapping[str, Any]) -> Stream:
+    """The synthesis of base model `base` (name, sha256), checked to come from exactly those weights."""
+    stream = catalog.synth(base["name"])
+    info = stream.root / "info.json"
+    if not info.is_file():
+        raise FileNotFoundError(f"no synthesis of base {base['name']!r} at {stream.root} (run synthesize@{base['name']})")
+    made_by = json.loads(info.read_text(encoding="utf-8")).get("model_sha256")
+    if made_by != base["sha256"]:
+        raise ValueError(f"{stream.root} was synthesised by other weights than base {base['name']!r} "
+                         f"(sha256 {str(made_by)[:12]}, expected {base['sha256'][:12]}): rerun synthesize@{base['name']}")
+    return stream
+
+
 class AV2ATask(SpeechTask):
     """An AV2A trained by its procedure: each step's modality combination (and so its statistics set) and
     audio input come from `pipeline.training.procedures`; validation, like test time, uses video plus synthesis."""
@@ -227,11 +241,12 @@ class SpeechFamily(Family):
     def train_streams(self, kind: str, catalog: Catalog, variant: Any = None) -> tuple[Stream, ...]:
         if kind != "av2a":
             return super().train_streams(kind, catalog, variant)
-        return (*catalog.get("video", "audio", "spk"), catalog.synth(variant.base))
+        _, _, base = self.base_model(variant, catalog.layout)
+        return (*catalog.get("video", "audio", "spk"), _base_synthesis(catalog, base))
 
     def input_streams(self, card: ModelCard, catalog: Catalog) -> tuple[Stream, ...]:
         # `synth` is the base V2A's synthesis of the same utterances (never ground truth)
-        return tuple(catalog.synth(card.extra["base"]["name"]) if k == "synth" else catalog[k] for k in card.inputs)
+        return tuple(_base_synthesis(catalog, card.extra["base"]) if k == "synth" else catalog[k] for k in card.inputs)
 
     def task(self, kind: str, ctx: Context, train: TrainConfig, cfg: Any, loss: Any, variant: Any = None,
              init: Init | None = None) -> Task:

@@ -206,3 +206,21 @@ def test_av2a_trains_exports_and_speaks_every_split_without_ground_truth(world, 
     first = sorted((layout.roi / "shards").rglob("*.parquet"))[0]
     assert unpack(pq.read_table(first).to_pylist()[0], "audio").std() != \
         unpack(pq.read_table(noisy.roi / "shards" / first.relative_to(layout.roi / "shards")).to_pylist()[0], "audio").std()
+
+
+def test_a_synthesis_not_made_by_the_base_is_refused(world, tmp_path):
+    layout, params = world
+    other = Layout(tmp_path)
+    for name in ("roi", "features"):
+        (tmp_path / "data").mkdir(exist_ok=True)
+        (tmp_path / "data" / name).symlink_to(layout.root / "data" / name)
+    shutil.copytree(layout.model("v2a", BASE), other.model("v2a", BASE))
+    shutil.copytree(layout.model("a2a", "melspec"), other.model("a2a", "melspec"))
+    cfg = av2a_config(params, NAME)
+    with pytest.raises(FileNotFoundError, match=f"run synthesize@{BASE}"):
+        train_av2a(cfg, other)
+    shutil.copytree(layout.synth(BASE), other.synth(BASE))
+    info = other.synth(BASE) / "info.json"
+    info.write_text(info.read_text().replace(sha256_file(layout.model("v2a", BASE) / "model.pt"), "0" * 64))
+    with pytest.raises(ValueError, match="synthesised by other weights"):
+        train_av2a(cfg, other)
