@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -27,7 +27,7 @@ from pipeline.inference.model_dir import WEIGHTS, load_model_dir, sha256_file
 from pipeline.inference.vocoder import Vocoder
 from pipeline.layout import Layout
 from pipeline.models.a2a import A2A
-from pipeline.models.av2a import AV2A, Fusion, av2a_config, load_base
+from pipeline.models.av2a import AV2A, Fusion, Modality, av2a_config, load_base
 from pipeline.models.config import SpeechConfig
 from pipeline.models.norm import freeze, multi_stat_norms, set_norm_stats
 from pipeline.models.v2a import V2A, load_decoder
@@ -130,6 +130,14 @@ class SpeechTask(Task):
 
     def export(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         return self.net("g").state_dict(), {"norm_stats": self.norm_set, **self.extra}
+
+
+def av2a_modality(inputs: Sequence[str]) -> Modality:
+    """The modality combination an AV2A speaks with when given the input streams `inputs`."""
+    has_video, has_audio = "video" in inputs, "synth" in inputs
+    if not (has_video or has_audio):
+        raise ValueError(f"an AV2A needs video, synthesised audio or both; inputs {list(inputs)}")
+    return "audio_video" if has_video and has_audio else "video" if has_video else "audio"
 
 
 def _base_synthesis(catalog: Catalog, base: Mapping[str, Any]) -> Stream:
@@ -309,8 +317,10 @@ class SpeechFamily(Family):
         device = next(model.parameters()).device
         spk = batch["spk"].to(device)
         with torch.no_grad():
-            if card.kind == "av2a":  # test time: video plus the base V2A's synthesis, both modalities
-                out = model(video_input(batch).to(device), batch["synth"].float().to(device), spk, "audio_video")
+            if card.kind == "av2a":  # video plus the base V2A's synthesis; a card listing one of them scores that alone
+                video = video_input(batch).to(device) if "video" in card.inputs else None
+                audio = batch["synth"].float().to(device) if "synth" in card.inputs else None
+                out = model(video, audio, spk, av2a_modality(card.inputs))
             else:
                 out = model(self._prepare[card.kind](batch).to(device), spk)
         return self.waveforms(out.float().cpu().numpy(), card, vocoder)

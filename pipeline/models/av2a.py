@@ -84,11 +84,12 @@ class AV2A(nn.Module):
         self.audio_encoder = audio_encoder
         self.fusion = FeatureFusion(v2a.encoder.out_dim, audio_encoder.out_dim, fusion)
 
-    def forward(self, video: Tensor, audio: Tensor, spk: Tensor, modality: Modality = "audio_video") -> Tensor:
+    def forward(self, video: Tensor | None, audio: Tensor | None, spk: Tensor, modality: Modality = "audio_video") -> Tensor:
+        """`video` may be None in the audio-only combination and `audio` in the video-only one."""
         if modality not in MODALITIES:
             raise ValueError(f"modality {modality!r}: expected one of {MODALITIES}")
         set_norm_stats(self.v2a.decoder, modality)
-        if audio.shape[-1] != video.shape[1] * self.cfg.samples_per_frame:
+        if video is not None and audio is not None and audio.shape[-1] != video.shape[1] * self.cfg.samples_per_frame:
             raise ValueError(f"audio of {audio.shape[-1]} samples is not {video.shape[1]} video frames x "
                              f"{self.cfg.samples_per_frame}")
         v = self.v2a.encoder(video) if modality != "audio" else None

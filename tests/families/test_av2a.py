@@ -32,7 +32,7 @@ from pipeline.training.runs import av2a_config, pretrain_a2a, pretrain_config, t
 from pipeline.training.synthetic import write_synthetic_corpus
 from pipeline.training.task import Context
 from pipeline.training.windows import WindowDataset
-from stages import synthesize_av2a
+from stages import synthesize_av2a, synthesize_robustness
 
 SPLITS = {"train": ["s1", "s2"], "val": ["s1"], "test": ["s2"], "unseen": ["s3"]}
 BASE, NAME = "melspec_pretrained_finetuned", "melspec_modality_dropout_gt"
@@ -174,9 +174,15 @@ def _noisy_roi(src: Path, dst: Path) -> None:
         write_shard(dst / shard.relative_to(src), rows)
 
 
-def test_av2a_trains_exports_and_speaks_every_split_without_ground_truth(world, tmp_path):
+@pytest.fixture(scope="module")
+def av2a_dir(world) -> Path:
     layout, params = world
-    model_dir = train_av2a(av2a_config(params, NAME), layout)
+    return train_av2a(av2a_config(params, NAME), layout)
+
+
+def test_av2a_trains_exports_and_speaks_every_split_without_ground_truth(world, av2a_dir, tmp_path):
+    layout, params = world
+    model_dir = av2a_dir
     card = load_card(model_dir)
     base_dir = layout.model("v2a", BASE)
     assert (card.kind, card.family, card.name, card.inputs) == ("av2a", "melspec", NAME, ("video", "synth", "spk"))
@@ -224,3 +230,47 @@ def test_a_synthesis_not_made_by_the_base_is_refused(world, tmp_path):
     info.write_text(info.read_text().replace(sha256_file(layout.model("v2a", BASE) / "model.pt"), "0" * 64))
     with pytest.raises(ValueError, match="synthesised by other weights"):
         train_av2a(cfg, other)
+
+
+def _audio(root: Path) -> dict[str, np.ndarray]:
+    return {r["utt_id"]: unpack(r, "audio") for p in sorted(root.rglob("*.parquet")) for r in pq.read_table(p).to_pylist()}
+
+
+def test_robustness_systems_speak_with_one_modality(world, av2a_dir, tmp_path):
+    layout, params = world
+    full = layout.synth(NAME)
+    if not full.is_dir():
+        synthesize_system(synthesize_av2a.configure(params, NAME), layout)
+    outs = {}
+    for only in ("video_only", "audio_only"):
+        key = f"{NAME}_{only}"
+        cfg = synthesize_robustness.configure(params, key)
+        assert (cfg.model, cfg.system) == (NAME, key)
+        info = synthesize_system(cfg, layout)
+        card = load_card(layout.synth(key))
+        assert card.inputs == (("video", "spk") if only == "video_only" else ("synth", "spk")) == tuple(info["inputs"])
+        outs[only] = _audio(layout.synth(key))
+    reference = _audio(full)
+    assert set(outs["video_only"]) == set(outs["audio_only"]) == set(reference)
+    utt = sorted(reference)[0]
+    assert len({outs["video_only"][utt].tobytes(), outs["audio_only"][utt].tobytes(), reference[utt].tobytes()}) == 3
+    # video only never reads the synthesis: noise there changes nothing
+    other = Layout(tmp_path)
+    (tmp_path / "data").mkdir()
+    for name in ("roi", "features"):
+        (tmp_path / "data" / name).symlink_to(layout.root / "data" / name)
+    shutil.copytree(layout.root / "models", tmp_path / "models")
+    _noisy_synth(layout.synth(BASE), other.synth(BASE))
+    synthesize_system(synthesize_robustness.configure(params, f"{NAME}_video_only"), other)
+    again = _audio(other.synth(f"{NAME}_video_only"))
+    assert all(np.array_equal(again[u], outs["video_only"][u]) for u in reference)
+
+
+def _noisy_synth(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst)
+    rng = np.random.default_rng(1)
+    for shard in sorted(dst.rglob("*.parquet")):
+        rows = pq.read_table(shard).to_pylist()
+        for r in rows:
+            r.update(pack("audio", rng.uniform(-1, 1, unpack(r, "audio").shape).astype(np.float32)))
+        write_shard(shard, rows)
