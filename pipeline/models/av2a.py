@@ -108,7 +108,9 @@ def load_base(av2a: AV2A, v2a_state: Mapping[str, Tensor], base_norm_set: str,
 
     The base's active statistics set (`base_norm_set`, its card's `norm_stats`) initialises the
     video-only and audio+video sets, so both compute the base V2A exactly at the start; the
-    audio-only set keeps the base's "audio" set, the A2A's audio-encoder statistics, when it has one.
+    audio-only set keeps the base's "audio" set, the A2A's audio-encoder statistics, when the base
+    has trained ones (a decoder from scratch has never normalised audio features: it starts from
+    the base's set too).
     """
     base_sets = {k.split(".stats.")[1].split(".")[0] for k in v2a_state if ".stats." in k}
     missing, unexpected = av2a.v2a.load_state_dict(dict(v2a_state), strict=False)
@@ -117,8 +119,10 @@ def load_base(av2a: AV2A, v2a_state: Mapping[str, Tensor], base_norm_set: str,
         raise ValueError(f"base V2A weights do not fit the AV2A: missing {bad[:3]}, unexpected {list(unexpected)[:3]}")
     if base_norm_set not in base_sets:
         raise ValueError(f"base statistics set {base_norm_set!r} is not among the base's sets {sorted(base_sets)}")
+    # a base whose decoder never saw audio features (trained from scratch) holds an untouched audio set
+    audio_seen = any(int(v) > 0 for k, v in v2a_state.items() if k.endswith(".stats.audio.num_batches_tracked"))
     for name in MODALITIES:
-        keep = name == "audio" and name in base_sets
+        keep = name == "audio" and name in base_sets and audio_seen
         if name != base_norm_set and not keep:
             copy_norm_stats(av2a.v2a.decoder, base_norm_set, name)
     if a2a_state is not None:

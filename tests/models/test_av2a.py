@@ -137,3 +137,22 @@ def test_av2a_overfits_one_batch(family):
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-5:]) / 5 < losses[0] / 4
+
+
+def test_audio_only_statistics_start_from_the_a2a_when_the_base_has_them():
+    fam = get_family("melspec")
+    cfg = model_cfg("melspec")
+    video, wav, spk = _inputs()
+    a2a = _trained(fam.build("a2a", cfg), lambda m: m(wav, spk))
+    pretrained = fam.build("v2a", cfg)
+    pretrained.decoder.load_state_dict({k[8:]: v for k, v in a2a.state_dict().items() if k.startswith("decoder.")})
+    scratch = fam.build("v2a", cfg)
+    for base, audio_from in ((pretrained, "audio"), (scratch, "video")):
+        set_norm_stats(base, "video")
+        _trained(base, lambda m: m(video, spk))
+        av2a = fam.build("av2a", AV2AModelConfig(cfg, "concat"))
+        load_base(av2a, base.state_dict(), "video", None)
+        for mine, theirs in zip(multi_stat_norms(av2a), multi_stat_norms(base), strict=True):
+            assert torch.equal(mine.stats["audio"].running_mean, theirs.stats[audio_from].running_mean)
+        assert not torch.equal(multi_stat_norms(base)[0].stats["audio"].running_mean,
+                               multi_stat_norms(base)[0].stats["video"].running_mean)
