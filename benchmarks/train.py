@@ -1,8 +1,8 @@
 """Training and inference speed of every model at both size profiles.
 
 Training: steps/s and samples/s (one step = the generator step plus, for GANs, the
-discriminator step) of V2A-WaveGAN, V2A-MelSpec, their A2A pre-training and the HiFi-GAN
-vocoder, on random batches of 96x96 gray crops. Inference: real-time factor (compute seconds
+discriminator step) of V2A-WaveGAN, V2A-MelSpec, their A2A pre-training, the AV2A on each V2A
+(procedure modality_dropout_gt, equal thirds) and the HiFi-GAN vocoder, on random batches of 96x96 gray crops. Inference: real-time factor (compute seconds
 per second of speech) of a 3 s clip, the vocoder included for the mel family. On CUDA the paper
 profile runs with bf16 autocast, as the trainer does; on CPU it runs a few steps on a small batch.
 Run: .venv/bin/python benchmarks/train.py [--device cpu|cuda] [--profiles demo paper]
@@ -18,13 +18,17 @@ from typing import Any
 import torch
 
 from pipeline.audio.mel import AudioConfig
-from pipeline.config import Params, load_params, to_plain
+from pipeline.config import Params, load_params, parse, to_plain
 from pipeline.families import get_family
+from pipeline.families.base import Init
+from pipeline.families.speech import AV2AModelConfig
 from pipeline.inference.card import ModelCard
 from pipeline.inference.load import LoadedModel
 from pipeline.inference.vocoder import Vocoder, load_vocoder
+from pipeline.models.av2a import load_base
 from pipeline.models.config import hifigan_config
 from pipeline.training.config import train_config
+from pipeline.training.procedures import AV2AVariant
 from pipeline.training.task import Context, Task
 from pipeline.training.vocoder import VocoderLoss, VocoderTask
 
@@ -41,7 +45,8 @@ def _sync(device: torch.device) -> None:
 
 def batch(b: int, frames: int, device: torch.device) -> dict[str, torch.Tensor]:
     return {"video": torch.randint(0, 256, (b, frames, 1, CROP, CROP), dtype=torch.uint8, device=device),
-            "audio": 0.1 * torch.randn(b, frames * 640, device=device), "spk": torch.randn(b, 256, device=device)}
+            "audio": 0.1 * torch.randn(b, frames * 640, device=device), "spk": torch.randn(b, 256, device=device),
+            "synth": 0.1 * torch.randn(b, frames * 640, device=device)}
 
 
 def time_steps(task: Task, b: int, frames: int, steps: int, device: torch.device) -> float:
@@ -79,11 +84,13 @@ def run(profile: str, device: torch.device) -> None:
         mcfg = family.model_config(profile, AUDIO)
         loss = PARAMS.parse(f"loss.{name}", family.loss_class)
         variant = family.variant_class(name, "scratch", True)
-        for kind, task in (("a2a", family.task("a2a", ctx(), cfg, mcfg, loss)),
-                           ("v2a", family.task("v2a", ctx(), cfg, mcfg, loss, variant))):
+        a2a = family.task("a2a", ctx(), cfg, mcfg, loss)
+        v2a = family.task("v2a", ctx(), cfg, mcfg, loss, variant)
+        for kind, task in (("a2a", a2a), ("v2a", v2a), ("av2a", _av2a_task(name, mcfg, ctx(), cfg, loss, a2a))):
             sec = time_steps(task, b, frames, steps, device)
             print(f"train {kind}-{name:<8} {profile:<5} {device.type}{amp}: {1 / sec:7.2f} steps/s "
                   f"{b / sec:8.2f} samples/s  (batch {b} x {frames} frames)", flush=True)
+        task = v2a  # inference speed: the V2A
         task.train(False)
         card = ModelCard("v2a", name, "benchmark", family.inputs["v2a"], {"audio": to_plain(AUDIO)}, {}, {}, {},
                          task.export()[1], to_plain(mcfg))
@@ -101,6 +108,17 @@ def run(profile: str, device: torch.device) -> None:
         factor = rtf(partial(loaded.speak, inputs, vocoder), device, CLIP_FRAMES / 25)
         print(f"infer v2a-{name:<8} {profile:<5} {device.type}: real-time factor {factor:.3f} "
               f"({'with HiFi-GAN' if vocoder else 'end to end'}, 3 s clip)", flush=True)
+
+
+def _av2a_task(name: str, mcfg: Any, ctx: Context, cfg: Any, loss: Any, a2a: Task) -> Task:
+    """An AV2A on a fresh V2A of `mcfg`, trained by modality dropout with ground-truth audio (equal thirds)."""
+    family = get_family(name)
+    model_cfg = AV2AModelConfig(mcfg, "concat")
+    model = family.build("av2a", model_cfg)
+    load_base(model, family.build("v2a", mcfg).state_dict(), "video", a2a.export()[0])
+    variant = parse(AV2AVariant, {"family": name, "base": "benchmark", "procedure": "modality_dropout_gt",
+                                  "probabilities": {"audio_video": 1, "video": 1, "audio": 1}, "fusion": "concat"})
+    return family.task("av2a", ctx, cfg, model_cfg, loss, variant, Init(model.state_dict(), {"base": {}, "a2a": {}}))
 
 
 def _vocoder(task: VocoderTask, device: torch.device) -> Vocoder:

@@ -22,13 +22,14 @@ def configure(params: Params, key: str | None = None) -> EvaluationConfig:
     return evaluation_config(params, references=key is None)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, system_stage: str = STAGE) -> int:
+    """`system_stage`: the dvc.yaml stage whose foreach names the system (`evaluate`, `evaluate_av2a`)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m stages.evaluate SYSTEM | --references", file=sys.stderr)
+        print(f"usage: python -m stages.{system_stage} SYSTEM | --references", file=sys.stderr)
         return 2
     key = None if argv[0] == "--references" else argv[0]
-    stage = STAGE if key is not None else REFERENCES_STAGE
+    stage = system_stage if key is not None else REFERENCES_STAGE
     cfg = load_config(stage, configure, key)
     if cfg is None:
         return 2

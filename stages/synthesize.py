@@ -1,8 +1,11 @@
-"""Stage `synthesize@<variant>`: every split through models/v2a/<variant> -> data/synth/<variant>/."""
+"""Stage `synthesize@<variant>`: every split through models/v2a/<variant> -> data/synth/<variant>/.
+
+`stages.synthesize_av2a` runs the same code for models/av2a/<variant>."""
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, Params
@@ -15,23 +18,25 @@ STAGE = "synthesize"
 KIND = "v2a"  # this stage speaks the models of `v2a.variants`
 
 
-def configure(params: Params, key: str | None = None) -> SynthesizeConfig:
+def configure(params: Params, key: str | None = None, kind: str = KIND) -> SynthesizeConfig:
     """`synthesize.*` (device and workers are untracked: they change the speed only) and `executor`."""
     from pipeline.inference.synthesis import synthesize_config
 
     if key is None:
-        raise ConfigError("name the variant to synthesise with (a key of v2a.variants)")
-    return synthesize_config(params, KIND, key)
+        raise ConfigError(f"name the variant to synthesise with (a key of {kind}.variants)")
+    return synthesize_config(params, kind, key)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, stage: str = STAGE, kind: str = KIND,
+         configured: Callable[[Params, str | None], SynthesizeConfig] | None = None) -> int:
+    """`configured`: the stage's own configure (default: this module's for `kind`)."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print(f"usage: python -m stages.{STAGE} VARIANT", file=sys.stderr)
+        print(f"usage: python -m stages.{stage} VARIANT", file=sys.stderr)
         return 2
     # Idle OpenMP threads yield the CPU instead of spinning (read when torch loads).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    cfg = load_config(STAGE, configure, argv[0])
+    cfg = load_config(stage, configured or (lambda params, key: configure(params, key, kind)), argv[0])
     if cfg is None:
         return 2
     from pipeline.inference.synthesis import synthesize_system

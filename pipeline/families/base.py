@@ -79,6 +79,11 @@ class Family(ABC):
         """Weights a `kind` model of `variant` starts from, or None (from scratch)."""
         return None
 
+    def trained_model_config(self, kind: str, variant: Any, layout: Layout) -> Any:
+        """Sizes a `kind` model takes from a model it extends (an AV2A: its base V2A's card), or None
+        when they come from `model.profile` and its overrides."""
+        return None
+
     @abstractmethod
     def build(self, kind: str, cfg: Any) -> nn.Module:
         """A freshly initialised `kind` model of sizes `cfg`."""

@@ -8,8 +8,9 @@ temporal module, decoder and `Objective` (losses, validation terms, waveform of 
 """
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -26,10 +27,13 @@ from pipeline.inference.model_dir import WEIGHTS, load_model_dir, sha256_file
 from pipeline.inference.vocoder import Vocoder
 from pipeline.layout import Layout
 from pipeline.models.a2a import A2A
+from pipeline.models.av2a import AV2A, Fusion, Modality, av2a_config, load_base
 from pipeline.models.config import SpeechConfig
 from pipeline.models.norm import freeze, multi_stat_norms, set_norm_stats
 from pipeline.models.v2a import V2A, load_decoder
+from pipeline.streams import Catalog, Stream
 from pipeline.training.config import TrainConfig
+from pipeline.training.procedures import AV2AVariant, audio_for_step, draw_modality
 from pipeline.training.task import Context, Task, Validation, adamw, schedule
 
 DecoderInit = Literal["scratch", "pretrained_frozen", "pretrained_finetuned"]
@@ -43,6 +47,14 @@ class SpeechVariant:
     decoder: DecoderInit
     # false: the decoder keeps normalising with the A2A's audio statistics (see params.yaml)
     separate_bn: bool
+
+
+@dataclass(frozen=True)
+class AV2AModelConfig:
+    """An AV2A's sizes: its base V2A's (with a statistics set per modality combination) and the fusion."""
+
+    base: Any  # the family's config class, as the base V2A's card records it
+    fusion: Fusion
 
 
 def video_input(batch: Mapping[str, Tensor]) -> Tensor:
@@ -88,11 +100,15 @@ class SpeechTask(Task):
         self.schedulers = {k: schedule(o, train) for k, o in self.optimizers.items()}
         self.logmel = LogMel(cfg.mel).to(ctx.device)
 
+    def generate(self, g: nn.Module, batch: Mapping[str, Tensor], training: bool) -> Tensor:
+        """The generator's output for `batch` (in a training step when `training`)."""
+        return g(self.prepare(batch), batch["spk"])
+
     def train_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        audio, spk = batch["audio"], batch["spk"]
+        audio = batch["audio"]
         target = self.logmel(audio)
         with self.ctx.autocast():
-            out = self.nets["g"](self.prepare(batch), spk)
+            out = self.generate(self.nets["g"], batch, True)
         return self.objective.step(audio, out.float(), target)
 
     def validate(self, batches: Iterator[dict[str, Tensor]]) -> Validation:
@@ -100,7 +116,7 @@ class SpeechTask(Task):
         values: dict[str, list[float]] = {}
         example = None
         for b in batches:
-            out = g(self.prepare(b), b["spk"]).float()
+            out = self.generate(g, b, False).float()
             target = self.logmel(b["audio"])
             pred = self.objective.mel(out)
             for k, v in {"mel_l1": float(torch.nn.functional.l1_loss(pred, target)),
@@ -116,12 +132,49 @@ class SpeechTask(Task):
         return self.net("g").state_dict(), {"norm_stats": self.norm_set, **self.extra}
 
 
+def av2a_modality(inputs: Sequence[str]) -> Modality:
+    """The modality combination an AV2A speaks with when given the input streams `inputs`."""
+    has_video, has_audio = "video" in inputs, "synth" in inputs
+    if not (has_video or has_audio):
+        raise ValueError(f"an AV2A needs video, synthesised audio or both; inputs {list(inputs)}")
+    return "audio_video" if has_video and has_audio else "video" if has_video else "audio"
+
+
+def _base_synthesis(catalog: Catalog, base: Mapping[str, Any]) -> Stream:
+    """The synthesis of base model `base` (name, sha256), checked to come from exactly those weights."""
+    stream = catalog.synth(base["name"])
+    info = stream.root / "info.json"
+    if not info.is_file():
+        raise FileNotFoundError(f"no synthesis of base {base['name']!r} at {stream.root} (run synthesize@{base['name']})")
+    made_by = json.loads(info.read_text(encoding="utf-8")).get("model_sha256")
+    if made_by != base["sha256"]:
+        raise ValueError(f"{stream.root} was synthesised by other weights than base {base['name']!r} "
+                         f"(sha256 {str(made_by)[:12]}, expected {base['sha256'][:12]}): rerun synthesize@{base['name']}")
+    return stream
+
+
+class AV2ATask(SpeechTask):
+    """An AV2A trained by its procedure: each step's modality combination (and so its statistics set) and
+    audio input come from `pipeline.training.procedures`; validation, like test time, uses video plus synthesis."""
+
+    def __init__(self, ctx: Context, train: TrainConfig, family: SpeechFamily, cfg: AV2AModelConfig, loss: Any,
+                 model: AV2A, variant: AV2AVariant, extra: dict[str, Any]):
+        super().__init__(ctx, train, family, cfg.base, loss, model, "audio_video", video_input, extra)
+        self.variant, self.seed = variant, train.seed
+
+    def generate(self, g: nn.Module, batch: Mapping[str, Tensor], training: bool) -> Tensor:
+        modality = draw_modality(self.variant, self.seed, self.ctx.step) if training else "audio_video"
+        audio = audio_for_step(self.variant, modality, batch) if training else batch["synth"]
+        return g(video_input(batch), audio.float(), batch["spk"], modality)
+
+
 class SpeechFamily(Family):
     """A Kefalas et al. family: A2A pre-training and V2A variants over shared parts."""
 
-    kinds = ("a2a", "v2a")
-    reads = {"a2a": ("audio", "spk"), "v2a": ("video", "audio", "spk")}
-    inputs = {"a2a": ("audio", "spk"), "v2a": ("video", "spk")}
+    kinds = ("a2a", "v2a", "av2a")
+    # an AV2A reads the base V2A's synthesis as `synth` (train_streams names the base's stream)
+    reads = {"a2a": ("audio", "spk"), "v2a": ("video", "audio", "spk"), "av2a": ("video", "audio", "spk", "synth")}
+    inputs = {"a2a": ("audio", "spk"), "v2a": ("video", "spk"), "av2a": ("video", "synth", "spk")}
     variant_class = SpeechVariant
     _prepare = {"a2a": audio_input, "v2a": video_input}
 
@@ -147,26 +200,82 @@ class SpeechFamily(Family):
 
     def build(self, kind: str, cfg: Any) -> nn.Module:
         self.check_kind(kind)
+        if kind == "av2a":
+            base = av2a_config(cfg.base)
+            return AV2A(V2A(base, partial(self.temporal, base), partial(self.decoder, base)),
+                        self.audio_encoder(base), cfg.fusion)
         parts = (partial(self.temporal, cfg), partial(self.decoder, cfg))
         builders = {"a2a": lambda: A2A(cfg, self.audio_encoder(cfg), *parts), "v2a": lambda: V2A(cfg, *parts)}
         return builders[kind]()
 
     def initial_state(self, kind: str, variant: Any, layout: Layout) -> Init | None:
+        if kind == "av2a":
+            return self._av2a_init(variant, layout)
         if variant is None or variant.decoder == "scratch":
             return None
+        return self._a2a_init(layout)
+
+    def _a2a_init(self, layout: Layout) -> Init:
         a2a_dir = layout.model("a2a", self.name)
         state, card = load_model_dir(a2a_dir)
         return Init(state, {"path": str(a2a_dir), "sha256": sha256_file(a2a_dir / WEIGHTS), "step": card.train.get("steps")})
 
+    def base_model(self, variant: AV2AVariant, layout: Layout) -> tuple[Mapping[str, Tensor], ModelCard, dict[str, Any]]:
+        """The base V2A of an AV2A `variant`: weights, card and identity (a clear error if it is not this family's V2A)."""
+        base_dir = layout.model("v2a", variant.base)
+        if not (base_dir / WEIGHTS).is_file():
+            raise FileNotFoundError(f"AV2A base {variant.base!r}: no trained V2A at {base_dir} (run train_v2a@{variant.base})")
+        state, card = load_model_dir(base_dir)
+        if card.kind != "v2a" or card.family != self.name or card.name != variant.base:
+            raise ValueError(f"AV2A base {base_dir} holds {card.kind} {card.family}/{card.name}, "
+                             f"not the {self.name} V2A {variant.base!r}")
+        return state, card, {"name": variant.base, "path": str(base_dir), "sha256": sha256_file(base_dir / WEIGHTS)}
+
+    def trained_model_config(self, kind: str, variant: Any, layout: Layout) -> Any:
+        if kind != "av2a":
+            return None
+        _, card, _ = self.base_model(variant, layout)
+        return AV2AModelConfig(parse(self.config_class, card.model, f"{card.name} card model"), variant.fusion)
+
+    def _av2a_init(self, variant: AV2AVariant, layout: Layout) -> Init:
+        """The base V2A's weights with the A2A audio encoder and a fusion that starts as the identity on video."""
+        state, card, base = self.base_model(variant, layout)
+        a2a = self._a2a_init(layout)
+        model = self.build("av2a", AV2AModelConfig(parse(self.config_class, card.model, f"{card.name} card model"),
+                                                   variant.fusion))
+        load_base(model, state, card.extra["norm_stats"], a2a.state)
+        return Init(model.state_dict(), {"base": base, "a2a": dict(a2a.identity)})
+
+    def train_streams(self, kind: str, catalog: Catalog, variant: Any = None) -> tuple[Stream, ...]:
+        if kind != "av2a":
+            return super().train_streams(kind, catalog, variant)
+        _, _, base = self.base_model(variant, catalog.layout)
+        return (*catalog.get("video", "audio", "spk"), _base_synthesis(catalog, base))
+
+    def input_streams(self, card: ModelCard, catalog: Catalog) -> tuple[Stream, ...]:
+        # `synth` is the base V2A's synthesis of the same utterances (never ground truth)
+        return tuple(_base_synthesis(catalog, card.extra["base"]) if k == "synth" else catalog[k] for k in card.inputs)
+
     def task(self, kind: str, ctx: Context, train: TrainConfig, cfg: Any, loss: Any, variant: Any = None,
              init: Init | None = None) -> Task:
         self.check_kind(kind)
-        tasks = {"a2a": self._a2a_task, "v2a": self._v2a_task}
+        tasks = {"a2a": self._a2a_task, "v2a": self._v2a_task, "av2a": self._av2a_task}
         return tasks[kind](ctx, train, cfg, loss, variant, init)
 
     def _a2a_task(self, ctx: Context, train: TrainConfig, cfg: Any, loss: Any, variant: None, init: None) -> Task:
         """Audio-only autoencoder: waveform -> audio encoder -> decoder, with the "audio" batch-norm statistics."""
         return SpeechTask(ctx, train, self, cfg, loss, self.build("a2a", cfg), "audio", audio_input, {})
+
+    def _av2a_task(self, ctx: Context, train: TrainConfig, cfg: AV2AModelConfig, loss: Any, variant: AV2AVariant,
+                   init: Init | None) -> Task:
+        """Video + audio -> fused features -> the base's temporal module and decoder, by `variant.procedure`."""
+        if init is None:
+            raise ValueError("an AV2A starts from its base V2A: pass the Init of initial_state('av2a', ...)")
+        model = self.build("av2a", cfg)
+        model.load_state_dict(init.state)
+        extra = {"base": dict(init.identity["base"]), "a2a": dict(init.identity["a2a"]),
+                 "procedure": variant.procedure}
+        return AV2ATask(ctx, train, self, cfg, loss, model, variant, extra)
 
     def _v2a_task(self, ctx: Context, train: TrainConfig, cfg: Any, loss: Any, variant: SpeechVariant,
                   init: Init | None) -> Task:
@@ -195,7 +304,10 @@ class SpeechFamily(Family):
                           video_input, extra)
 
     def load(self, card: ModelCard, state: Mapping[str, Tensor]) -> nn.Module:
-        model = self.build(card.kind, parse(self.config_class, card.model, f"{card.name} card model"))
+        where = f"{card.name} card model"
+        cfg = (AV2AModelConfig(parse(self.config_class, card.model["base"], where), card.model["fusion"])
+               if card.kind == "av2a" else parse(self.config_class, card.model, where))
+        model = self.build(card.kind, cfg)
         model.load_state_dict(state)
         set_norm_stats(model, card.extra["norm_stats"])
         return model.eval()
@@ -203,7 +315,12 @@ class SpeechFamily(Family):
     def speak(self, model: nn.Module, card: ModelCard, batch: Mapping[str, Tensor],
               vocoder: Vocoder | None) -> list[np.ndarray]:
         device = next(model.parameters()).device
-        x = self._prepare[card.kind](batch)
+        spk = batch["spk"].to(device)
         with torch.no_grad():
-            out = model(x.to(device), batch["spk"].to(device)).float().cpu().numpy()
-        return self.waveforms(out, card, vocoder)
+            if card.kind == "av2a":  # video plus the base V2A's synthesis; a card listing one of them scores that alone
+                video = video_input(batch).to(device) if "video" in card.inputs else None
+                audio = batch["synth"].float().to(device) if "synth" in card.inputs else None
+                out = model(video, audio, spk, av2a_modality(card.inputs))
+            else:
+                out = model(self._prepare[card.kind](batch).to(device), spk)
+        return self.waveforms(out.float().cpu().numpy(), card, vocoder)

@@ -26,7 +26,7 @@ CARD = "card.json"
 class ModelCard:
     """An exported model: kind, family, name, inputs, the crop/audio it was trained on, and its record."""
 
-    kind: str  # a2a | v2a | vocoder | asr | (next) av2a | lts: the stage family of models/<kind>/
+    kind: str  # a2a | v2a | av2a | vocoder | asr | (next) lts: the stage family of models/<kind>/
     family: str | None  # the model family (pipeline.families) whose code builds and runs it; None: not a family model
     name: str  # variant, family or model name: the directory's own name
     inputs: tuple[str, ...]  # streams it reads at inference, e.g. ("video", "spk")

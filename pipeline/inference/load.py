@@ -53,3 +53,22 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device | N
     dev = resolve_device(device)
     model = family.load(card, state).to(dev)
     return LoadedModel(model, card, sha256_file(Path(model_dir) / WEIGHTS), dev, family)
+
+
+def load_base_model(card: ModelCard, device: str | torch.device | None = None) -> LoadedModel:
+    """The model whose synthesis `card`'s model reads (an AV2A's base V2A: `extra.base`), checked to be the
+    very weights it was trained on; a missing or changed base is a one-line error."""
+    base = card.extra.get("base")
+    if not isinstance(base, Mapping) or not {"name", "path", "sha256"} <= set(base):
+        raise ValueError(f"{card.kind} model {card.name!r} reads a synthesis but its card names no base model")
+    path = Path(base["path"])
+    if not (path / WEIGHTS).is_file():
+        raise FileNotFoundError(f"base model of {card.name!r} missing: no {path / WEIGHTS} (train {base['name']!r} first)")
+    sha = sha256_file(path / WEIGHTS)
+    if sha != base["sha256"]:
+        raise ValueError(f"base model {path} is not the one {card.name!r} was trained on "
+                         f"(sha256 {sha[:12]}, card says {base['sha256'][:12]}): retrain the AV2A or restore the base")
+    loaded = load_model(path, device)
+    if loaded.card.crop != card.crop:
+        raise ValueError(f"base model {path} crops differently from {card.name!r}")
+    return loaded

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 DEFAULT_VOCODER = Path("models/vocoder")
-# What `speak` can give a model: the crops of the video, and a voice.
-PROVIDES = ("video", "spk")
+# What `speak` can give a model: the crops of the video, a voice, and the synthesis of the model's base
+# (an AV2A's base V2A, named by its card) speaking the same crops first.
+PROVIDES = ("video", "spk", "synth")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Speak one video; print where the voice came from and a one-line JSON summary, or a reason and exit 1."""
     from pipeline.audio.io import write_wav
     from pipeline.config import ConfigError, parse
-    from pipeline.inference.load import load_model
+    from pipeline.inference.load import load_base_model, load_model
     from pipeline.inference.model_dir import CheckpointError
     from pipeline.inference.vocoder import load_vocoder
     from pipeline.video.decode import ClipError
@@ -78,6 +79,13 @@ def run(args: argparse.Namespace) -> int:
         # the stored (T, H, W, C) crops as a channels-first view, as synthesis hands them over
         batch = {"video": torch.from_numpy(crops[None]).permute(0, 1, 4, 2, 3),
                  "spk": torch.from_numpy(np.asarray(spk, dtype=np.float32)[None])}
+        if "synth" in card.inputs:  # the chain: the base speaks from the video, then this model from both
+            base = load_base_model(card, loaded.device)
+            if base.family.vocoded and vocoder is None:
+                vocoder = load_vocoder(args.vocoder, base.audio.mel, base.device)
+            batch["synth"] = torch.from_numpy(base.speak(batch, vocoder)[0][None])
+            print(f"v2s speak: input audio from base {base.card.kind} {base.card.name} (sha256 {base.sha256[:12]})",
+                  file=sys.stderr)
         wav = loaded.speak(batch, vocoder)[0]
     except (ClipError, CheckpointError, ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError, KeyError) as exc:
         print(f"v2s speak: {args.video}: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ so the same code runs in a local process pool or on a Dask cluster.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -23,7 +24,7 @@ import torch
 from pipeline.atomic import atomic_dir
 from pipeline.config import Params, parse
 from pipeline.executor import Executor, ExecutorConfig, Failure
-from pipeline.inference.card import save_card
+from pipeline.inference.card import ModelCard, save_card
 from pipeline.inference.load import LoadedModel, load_model
 from pipeline.inference.vocoder import Vocoder, VocoderName, load_vocoder, resolve_device, vocoder_dir
 from pipeline.layout import Layout
@@ -46,6 +47,16 @@ class ShardJob:
     out_shard: str
     batch_size: int
     device: str
+    inputs: tuple[str, ...] | None = None  # speak with only these of the card's inputs (modality robustness)
+
+
+def ablated(card: ModelCard, inputs: Sequence[str] | None) -> ModelCard:
+    """`card` as a model given only `inputs` of its input streams (None: all); what synthesis reads and records."""
+    if inputs is None:
+        return card
+    if not inputs or set(inputs) - set(card.inputs):
+        raise ValueError(f"inputs {list(inputs)} are not a subset of {card.name}'s inputs {list(card.inputs)}")
+    return dataclasses.replace(card, inputs=tuple(inputs))
 
 
 @lru_cache(maxsize=2)
@@ -73,7 +84,8 @@ def synthesize_shard(job: ShardJob) -> tuple[int, list[str]]:
     so every roi row has audio.
     """
     loaded, vocoder = _models(job.model_dir, job.vocoder_dir, job.device)
-    streams = loaded.family.input_streams(loaded.card, Catalog(Layout(Path(job.root)), loaded.audio))
+    card = ablated(loaded.card, job.inputs)
+    streams = loaded.family.input_streams(card, Catalog(Layout(Path(job.root)), loaded.audio))
     spf, sr = loaded.samples_per_frame, loaded.audio.sample_rate
     roi_root = Layout(Path(job.root)).roi / "shards"
     reader = ShardReader(roi_root / job.rel)
@@ -92,7 +104,7 @@ def synthesize_shard(job: ShardJob) -> tuple[int, list[str]]:
     pending: list[tuple[str, int, dict[str, np.ndarray]]] = []
 
     def flush() -> None:
-        wavs = loaded.speak(_batch(streams, [it for _, _, it in pending]), vocoder)
+        wavs = loaded.family.speak(loaded.model, card, _batch(streams, [it for _, _, it in pending]), vocoder)
         for (utt, frames, _), wav in zip(pending, wavs):
             if len(wav) != frames * spf:
                 raise ValueError(f"{utt}: synthesised {len(wav)} samples for {frames} frames")
@@ -121,17 +133,21 @@ def synthesize_shard(job: ShardJob) -> tuple[int, list[str]]:
 
 def run_synthesis(model_dir: str | os.PathLike[str], vocoder_dir: str | os.PathLike[str] | None, layout: Layout,
                   out_dir: str | os.PathLike[str], executor: Executor, batch_size: int, device: str = "auto",
-                  splits: Sequence[str] = SPLITS) -> dict[str, Any]:
-    """Synthesise every roi shard of `splits` into `out_dir` (replaced whole, atomically); returns info.json."""
+                  splits: Sequence[str] = SPLITS, inputs: Sequence[str] | None = None) -> dict[str, Any]:
+    """Synthesise every roi shard of `splits` into `out_dir` (replaced whole, atomically); returns info.json.
+
+    `inputs`: give the model only these of its input streams (e.g. an AV2A's video alone); the
+    copied card lists them, so evaluation and the report see what the system was given."""
     start = time.perf_counter()
     shards_root = layout.roi / "shards"
     rels = [p.relative_to(shards_root).as_posix() for s in splits for p in list_shards(shards_root / s)]
     if not rels:
         raise FileNotFoundError(f"no roi shards under {shards_root} for splits {list(splits)}")
     loaded, vocoder = _models(str(model_dir), str(vocoder_dir) if vocoder_dir else None, device)
+    card = ablated(loaded.card, None if inputs is None else tuple(inputs))
     with atomic_dir(out_dir) as tmp:
         jobs = [ShardJob(str(model_dir), str(vocoder_dir) if vocoder_dir else None, str(layout.root), r,
-                         str(Path(tmp) / r), batch_size, device) for r in rels]
+                         str(Path(tmp) / r), batch_size, device, None if inputs is None else card.inputs) for r in rels]
         counts: dict[str, int] = {s: 0 for s in splits}
         fallback: list[str] = []
         for rel, result in zip(rels, executor.imap(synthesize_shard, jobs, desc="synthesize")):
@@ -144,11 +160,12 @@ def run_synthesis(model_dir: str | os.PathLike[str], vocoder_dir: str | os.PathL
             "family": loaded.card.family, "variant": loaded.card.name, "checkpoint_step": loaded.card.train.get("steps"),
             "vocoder": vocoder.name if vocoder else None, "vocoder_sha256": vocoder.sha256 if vocoder else None,
             "sample_rate": loaded.audio.sample_rate, "utterances": counts, "shards": len(rels),
+            "inputs": list(card.inputs),
             "mean_embedding_for": fallback,  # no conditioning from the speakers stage: spoken with the mean voice
             "seconds": round(time.perf_counter() - start, 2),
         }
         (Path(tmp) / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        save_card(loaded.card, tmp)
+        save_card(card, tmp)
     return info
 
 
@@ -167,25 +184,29 @@ class SynthesizeConfig:
     """Stage `synthesize@<system>`: which model speaks, and how the work runs."""
 
     kind: str
-    system: str
+    system: str  # the output: data/synth/<system>/
     settings: SynthesizeSettings
     executor: ExecutorConfig
+    model: str  # the model: models/<kind>/<model>/ (the system's own name, except for an input ablation)
+    inputs: tuple[str, ...] | None  # only these of the model's inputs (None: all of them)
 
 
-def synthesize_config(params: Params, kind: str, system: str) -> SynthesizeConfig:
+def synthesize_config(params: Params, kind: str, system: str, model: str | None = None,
+                      inputs: Sequence[str] | None = None) -> SynthesizeConfig:
     # read key by key: the stage tracks only some keys of `synthesize` (device and workers change the speed only)
     params.check_keys("synthesize", SynthesizeSettings)
     section = {f.name: params.raw(f"synthesize.{f.name}") for f in fields(SynthesizeSettings)}
     return SynthesizeConfig(kind, system, parse(SynthesizeSettings, section, "synthesize"),
-                            params.parse("executor", ExecutorConfig))
+                            params.parse("executor", ExecutorConfig), model or system,
+                            None if inputs is None else tuple(inputs))
 
 
 def synthesize_system(cfg: SynthesizeConfig, layout: Layout) -> dict[str, Any]:
-    """Every split through `models/<kind>/<system>` into `data/synth/<system>/`."""
+    """Every split through `models/<kind>/<model>` (given `inputs`) into `data/synth/<system>/`."""
     s = cfg.settings
     # On a GPU one process batches best; a pool would put one CUDA context per worker on it.
     on_gpu = resolve_device(s.device).type == "cuda"
     workers = 1 if on_gpu else s.workers or cfg.executor.workers or None
     executor = Executor(workers=workers, address=cfg.executor.address)
-    return run_synthesis(layout.model(cfg.kind, cfg.system), vocoder_dir(s.vocoder, layout), layout, layout.synth(cfg.system), executor,
-                         s.batch_size, s.device)
+    return run_synthesis(layout.model(cfg.kind, cfg.model), vocoder_dir(s.vocoder, layout), layout, layout.synth(cfg.system),
+                         executor, s.batch_size, s.device, inputs=cfg.inputs)

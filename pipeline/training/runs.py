@@ -27,6 +27,7 @@ from pipeline.models.config import HiFiGANConfig, hifigan_config
 from pipeline.streams import AudioDirSource, Catalog, ConcatSource, Stream, StreamSource
 from pipeline.training.config import TrainConfig, train_config
 from pipeline.training.loop import Trainer, WindowFeed
+from pipeline.training.procedures import AV2AVariant
 from pipeline.training.task import Context, Task
 from pipeline.training.vocoder import VocoderLoss, VocoderTask
 from pipeline.training.windows import WindowDataset
@@ -115,6 +116,35 @@ def v2a_config(params: Params, name: str) -> V2AConfig:
     return V2AConfig(name, variant, audio, roi_config(params), family_model(params, family, audio),
                      params.parse(f"loss.{family.name}", family.loss_class),
                      train_config(params, _typed(params, f"v2a.steps.{family.name}", int), "v2a.train"))
+
+
+@dataclass(frozen=True)
+class AV2AConfig:
+    """Stage `train_av2a@<variant>`; the model's sizes are its base V2A's (read from the base's card at training)."""
+
+    name: str
+    family: str
+    variant: AV2AVariant
+    audio: AudioConfig
+    roi: RoiConfig
+    loss: Any
+    train: TrainConfig
+
+
+def av2a_config(params: Params, name: str) -> AV2AConfig:
+    variant = params.parse(f"av2a.variants.{name}", AV2AVariant)
+    spec = params.raw(f"v2a.variants.{variant.base}", None)
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("family"), str):
+        raise ConfigError(f"av2a.variants.{name}.base: {variant.base!r} is not a v2a.variants entry")
+    if spec["family"] != variant.family:
+        raise ConfigError(f"av2a.variants.{name}.family: {variant.family!r}, but its base {variant.base!r} "
+                          f"is a {spec['family']} V2A")
+    family = get_family(variant.family)
+    family.check_kind("av2a")
+    parse(family.variant_class, spec, f"v2a.variants.{variant.base}")  # the base entry, strictly (a typo there stops us too)
+    return AV2AConfig(name, family.name, variant, audio_config(params), roi_config(params),
+                      params.parse(f"loss.{family.name}", family.loss_class),
+                      train_config(params, _typed(params, f"av2a.steps.{family.name}", int), "av2a.train"))
 
 
 @dataclass(frozen=True)
@@ -250,6 +280,32 @@ def train_v2a(cfg: V2AConfig, layout: Layout) -> Path:
     return _fit_and_export("train_v2a", cfg.name, cfg.train,
                            lambda ctx: family.task("v2a", ctx, cfg.train, model, cfg.loss, cfg.variant, init),
                            _feed(cfg.train, train, val), fp, layout, layout.model("v2a", cfg.name), card)
+
+
+def train_av2a(cfg: AV2AConfig, layout: Layout) -> Path:
+    """One AV2A variant: its base V2A plus the family's A2A audio encoder, trained on video and the base's synthesis."""
+    family = get_family(cfg.family)
+    catalog = Catalog(layout, cfg.audio)
+    streams = family.train_streams("av2a", catalog, cfg.variant)
+    keys = [s.key for s in streams]
+    source = _source(layout, streams, ["train"], cfg.train.window_frames)
+    frame = _frame(source, layout)
+    model = family.trained_model_config("av2a", cfg.variant, layout)
+    train = WindowDataset(source, cfg.train.window_frames, keys)
+    val = WindowDataset(_source(layout, streams, ["val"]), None, keys)
+    init = family.initial_state("av2a", cfg.variant, layout)
+    data = {"train+val": inputs_digest(data_files(layout, streams, ["train", "val"])), "init": init.identity}
+    fp = fingerprint(stage="train_av2a", variant=cfg.variant, train=cfg.train, model=model, loss=cfg.loss, data=data)
+
+    def card(extra: dict[str, Any], validation: dict[str, Any]) -> ModelCard:
+        crop = {"roi": to_plain(cfg.roi), "audio": to_plain(cfg.audio), "frame": frame}
+        return ModelCard("av2a", family.name, cfg.name, family.inputs["av2a"], crop, to_plain(cfg.train), data,
+                         validation, {**extra, "variant": to_plain(cfg.variant), "conditioning": CONDITIONING,
+                                      "mean_speaker_embedding": _mean_embedding(source)}, to_plain(model))
+
+    return _fit_and_export("train_av2a", cfg.name, cfg.train,
+                           lambda ctx: family.task("av2a", ctx, cfg.train, model, cfg.loss, cfg.variant, init),
+                           _feed(cfg.train, train, val), fp, layout, layout.model("av2a", cfg.name), card)
 
 
 def train_vocoder(cfg: VocoderConfig, layout: Layout) -> Path:

@@ -85,3 +85,69 @@ def test_speak_explains_a_bad_model_dir(clip, tmp_path, capsys):
     a2a = _model_dir(tmp_path / "a2a", "wavegan", kind="a2a")
     assert cli_main(["speak", str(clip), "--model", str(a2a), "-o", str(tmp_path / "o.wav")]) == 1
     assert "a2a model reading ['audio', 'spk']" in capsys.readouterr().err
+
+
+def _av2a_dir(path: Path, base_dir: Path) -> Path:
+    """An AV2A on the base model of `base_dir` (fusion weights perturbed so the audio input matters), with its card."""
+    import torch
+
+    from pipeline.families.speech import AV2AModelConfig
+    from pipeline.inference.model_dir import load_model_dir, sha256_file
+    from pipeline.models.av2a import load_base
+
+    fam = get_family("wavegan")
+    base_state, base_card = load_model_dir(base_dir)
+    model = fam.build("av2a", AV2AModelConfig(model_cfg("wavegan"), "concat"))
+    load_base(model, base_state, base_card.extra["norm_stats"], None)
+    with torch.no_grad():
+        model.fusion.proj.weight.add_(0.05 * torch.randn(model.fusion.proj.weight.shape,
+                                                         generator=torch.Generator().manual_seed(0)))
+    base = {"name": base_card.name, "path": str(base_dir), "sha256": sha256_file(base_dir / "model.pt")}
+    card = dataclasses.replace(base_card, kind="av2a", name="av2a_test", inputs=fam.inputs["av2a"],
+                               extra={**base_card.extra, "norm_stats": "audio_video", "base": base},
+                               model={"base": to_plain(model_cfg("wavegan")), "fusion": "concat"})
+    return save_model_dir(path, model.state_dict(), card)
+
+
+def _with_noise_audio(clip: Path, out: Path) -> Path:
+    """`clip` with its audio track replaced by white noise (the video stream copied as is)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(clip), "-f", "lavfi", "-i",
+                    "anoisesrc=color=white:amplitude=0.5:sample_rate=44100", "-map", "0:v", "-map", "1:a",
+                    "-c:v", "copy", "-c:a", "mp2", "-shortest", str(out)], check=True)
+    return out
+
+
+def test_speak_chains_an_av2a_after_its_base_and_ignores_the_clips_audio(clip, tmp_path, capsys):
+    base = _model_dir(tmp_path / "v2a" / "wavegan_test", "wavegan")
+    av2a = _av2a_dir(tmp_path / "av2a", base)
+    out, noisy_out = tmp_path / "out.wav", tmp_path / "noisy.wav"
+    assert cli_main(["speak", str(clip), "--model", str(av2a), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "input audio from base v2a wavegan_test" in captured.err
+    assert json.loads(captured.out.strip().splitlines()[-1])["kind"] == "av2a"
+    audio, sr = sf.read(str(out))
+    assert sr == 16000 and len(audio) == 75 * 640
+    # the clip's own audio never reaches the model
+    noisy = _with_noise_audio(clip, tmp_path / "noisy.mpg")
+    assert cli_main(["speak", str(noisy), "--model", str(av2a), "-o", str(noisy_out)]) == 0
+    assert np.array_equal(sf.read(str(noisy_out))[0], audio)
+    # and the chain matters: the AV2A's output is not its base's
+    base_out = tmp_path / "base.wav"
+    assert cli_main(["speak", str(clip), "--model", str(base), "-o", str(base_out)]) == 0
+    assert not np.array_equal(sf.read(str(base_out))[0], audio)
+
+
+def test_speak_refuses_a_missing_or_changed_base(clip, tmp_path, capsys):
+    base = _model_dir(tmp_path / "v2a" / "wavegan_test", "wavegan")
+    av2a = _av2a_dir(tmp_path / "av2a", base)
+    _model_dir(base, "wavegan", size=88)  # the base retrained: other weights under the same name
+    assert cli_main(["speak", str(clip), "--model", str(av2a), "-o", str(tmp_path / "o.wav")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "is not the one 'av2a_test' was trained on" in err.splitlines()[-1]  # the reason, in one line
+    (base / "model.pt").unlink()
+    assert cli_main(["speak", str(clip), "--model", str(av2a), "-o", str(tmp_path / "o.wav")]) == 1
+    assert "base model of 'av2a_test' missing" in capsys.readouterr().err

@@ -54,9 +54,15 @@ def _page(cfg: report_stage.ReportStageConfig, layout: Layout, name: str = "repo
 def test_the_repository_questions_name_systems_of_its_report():
     tree = load_params(REPO / "params.yaml")
     cfg = report_stage.configure(Params(tree)).report
-    assert set(cfg.systems) == set(tree["v2a"]["variants"])  # today's systems: every V2A variant
-    assert len(cfg.questions) == 7 and cfg.questions[0].question == QUESTION["question"]
-    assert (cfg.questions[-1].a, cfg.questions[-1].b) == ("melspec_pretrained_frozen_sharedbn", "melspec_pretrained_frozen")
+    # today's systems: every V2A and AV2A variant and every AV2A given one modality
+    av2a = tree["av2a"]
+    assert set(cfg.systems) == set(tree["v2a"]["variants"]) | set(av2a["variants"]) | set(av2a["robustness"])
+    assert len(cfg.questions) == 15 and cfg.questions[0].question == QUESTION["question"]
+    assert (cfg.questions[6].a, cfg.questions[6].b) == ("melspec_pretrained_frozen_sharedbn", "melspec_pretrained_frozen")
+    for q in cfg.questions[7:]:  # AV2A questions pair systems of one family
+        assert {q.a, q.b} <= {*av2a["variants"], *av2a["robustness"], "melspec_pretrained_finetuned"}
+    for q in cfg.questions[11:]:  # robustness: an AV2A against itself given one modality
+        assert av2a["robustness"][q.b]["av2a"] == q.a
 
 
 def test_a_question_must_name_systems_the_report_lists():
