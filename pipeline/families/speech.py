@@ -200,20 +200,26 @@ class SpeechFamily(Family):
 
     def build(self, kind: str, cfg: Any) -> nn.Module:
         self.check_kind(kind)
-        if kind == "av2a":
-            base = av2a_config(cfg.base)
-            return AV2A(V2A(base, partial(self.temporal, base), partial(self.decoder, base)),
-                        self.audio_encoder(base), cfg.fusion)
-        parts = (partial(self.temporal, cfg), partial(self.decoder, cfg))
-        builders = {"a2a": lambda: A2A(cfg, self.audio_encoder(cfg), *parts), "v2a": lambda: V2A(cfg, *parts)}
-        return builders[kind]()
+        builders = {"a2a": self._build_a2a, "v2a": self._build_v2a, "av2a": self._build_av2a}
+        return builders[kind](cfg)
+
+    def _build_a2a(self, cfg: Any) -> nn.Module:
+        return A2A(cfg, self.audio_encoder(cfg), partial(self.temporal, cfg), partial(self.decoder, cfg))
+
+    def _build_v2a(self, cfg: Any) -> V2A:
+        return V2A(cfg, partial(self.temporal, cfg), partial(self.decoder, cfg))
+
+    def _build_av2a(self, cfg: Any) -> nn.Module:
+        base = av2a_config(cfg.base)
+        return AV2A(self._build_v2a(base), self.audio_encoder(base), cfg.fusion)
 
     def initial_state(self, kind: str, variant: Any, layout: Layout) -> Init | None:
-        if kind == "av2a":
-            return self._av2a_init(variant, layout)
-        if variant is None or variant.decoder == "scratch":
-            return None
-        return self._a2a_init(layout)
+        starts = {"a2a": lambda: None, "v2a": lambda: self._v2a_init(variant, layout),
+                  "av2a": lambda: self._av2a_init(variant, layout)}
+        return starts[kind]()
+
+    def _v2a_init(self, variant: Any, layout: Layout) -> Init | None:
+        return None if variant is None or variant.decoder == "scratch" else self._a2a_init(layout)
 
     def _a2a_init(self, layout: Layout) -> Init:
         a2a_dir = layout.model("a2a", self.name)
@@ -232,8 +238,10 @@ class SpeechFamily(Family):
         return state, card, {"name": variant.base, "path": str(base_dir), "sha256": sha256_file(base_dir / WEIGHTS)}
 
     def trained_model_config(self, kind: str, variant: Any, layout: Layout) -> Any:
-        if kind != "av2a":
-            return None
+        configs = {"av2a": self._av2a_model_config}  # kinds whose sizes come from a trained base
+        return configs[kind](variant, layout) if kind in configs else None
+
+    def _av2a_model_config(self, variant: AV2AVariant, layout: Layout) -> AV2AModelConfig:
         _, card, _ = self.base_model(variant, layout)
         return AV2AModelConfig(parse(self.config_class, card.model, f"{card.name} card model"), variant.fusion)
 

@@ -36,9 +36,14 @@ def resolve_device(name: str | torch.device | None = None) -> torch.device:
 VocoderName = Literal["hifigan", "griffin_lim"]
 
 
+# Where each vocoder is loaded from; None means Griffin-Lim (`load_vocoder(None)`, nothing to load).
+VOCODER_DIRS: dict[str, Callable[[Layout], Path | None]] = {"hifigan": lambda layout: layout.vocoder,
+                                                            "griffin_lim": lambda layout: None}
+
+
 def vocoder_dir(name: VocoderName, layout: Layout) -> Path | None:
-    """Where vocoder `name` is loaded from; None means Griffin-Lim (`load_vocoder(None)`)."""
-    return layout.vocoder if name == "hifigan" else None
+    """Where vocoder `name` is loaded from (VOCODER_DIRS)."""
+    return VOCODER_DIRS[name](layout)
 
 
 class Vocoder:

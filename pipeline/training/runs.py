@@ -257,55 +257,42 @@ def pretrain_a2a(cfg: PretrainConfig, layout: Layout) -> Path:
 
 def train_v2a(cfg: V2AConfig, layout: Layout) -> Path:
     """One V2A variant: its family's model and objective, its decoder's start, its statistics sets."""
-    family = get_family(cfg.variant.family)
-    catalog = Catalog(layout, cfg.audio)
-    streams = family.train_streams("v2a", catalog, cfg.variant)
-    keys = [s.key for s in streams]
-    source = _source(layout, streams, ["train"], cfg.train.window_frames)
-    frame = _frame(source, layout)
-    model = dataclasses.replace(cfg.model, in_channels=frame["channels"])
-    train = WindowDataset(source, cfg.train.window_frames, keys)
-    val = WindowDataset(_source(layout, streams, ["val"]), None, keys)
-    init = family.initial_state("v2a", cfg.variant, layout)
-    data = {"train+val": inputs_digest(data_files(layout, streams, ["train", "val"])),
-            "init": init.identity if init else None}
-    fp = fingerprint(stage="train_v2a", variant=cfg.variant, train=cfg.train, model=model, loss=cfg.loss, data=data)
-
-    def card(extra: dict[str, Any], validation: dict[str, Any]) -> ModelCard:
-        crop = {"roi": to_plain(cfg.roi), "audio": to_plain(cfg.audio), "frame": frame}
-        return ModelCard("v2a", family.name, cfg.name, family.inputs["v2a"], crop, to_plain(cfg.train), data,
-                         validation, {**extra, "variant": to_plain(cfg.variant), "conditioning": CONDITIONING,
-                                      "mean_speaker_embedding": _mean_embedding(source)}, to_plain(model))
-
-    return _fit_and_export("train_v2a", cfg.name, cfg.train,
-                           lambda ctx: family.task("v2a", ctx, cfg.train, model, cfg.loss, cfg.variant, init),
-                           _feed(cfg.train, train, val), fp, layout, layout.model("v2a", cfg.name), card)
+    return _train_on_video("v2a", cfg, get_family(cfg.variant.family), layout,
+                           lambda frame: dataclasses.replace(cfg.model, in_channels=frame["channels"]))
 
 
 def train_av2a(cfg: AV2AConfig, layout: Layout) -> Path:
     """One AV2A variant: its base V2A plus the family's A2A audio encoder, trained on video and the base's synthesis."""
     family = get_family(cfg.family)
-    catalog = Catalog(layout, cfg.audio)
-    streams = family.train_streams("av2a", catalog, cfg.variant)
+    return _train_on_video("av2a", cfg, family, layout,
+                           lambda _frame: family.trained_model_config("av2a", cfg.variant, layout))
+
+
+def _train_on_video(kind: str, cfg: V2AConfig | AV2AConfig, family: Any, layout: Layout,
+                    model_for: Callable[[dict[str, Any]], Any]) -> Path:
+    """The shared run of a video-input model `kind`: streams, windows, start, fingerprint, card, export."""
+    stage = f"train_{kind}"
+    streams = family.train_streams(kind, Catalog(layout, cfg.audio), cfg.variant)
     keys = [s.key for s in streams]
     source = _source(layout, streams, ["train"], cfg.train.window_frames)
     frame = _frame(source, layout)
-    model = family.trained_model_config("av2a", cfg.variant, layout)
+    model = model_for(frame)
     train = WindowDataset(source, cfg.train.window_frames, keys)
     val = WindowDataset(_source(layout, streams, ["val"]), None, keys)
-    init = family.initial_state("av2a", cfg.variant, layout)
-    data = {"train+val": inputs_digest(data_files(layout, streams, ["train", "val"])), "init": init.identity}
-    fp = fingerprint(stage="train_av2a", variant=cfg.variant, train=cfg.train, model=model, loss=cfg.loss, data=data)
+    init = family.initial_state(kind, cfg.variant, layout)
+    data = {"train+val": inputs_digest(data_files(layout, streams, ["train", "val"])),
+            "init": init.identity if init else None}
+    fp = fingerprint(stage=stage, variant=cfg.variant, train=cfg.train, model=model, loss=cfg.loss, data=data)
 
     def card(extra: dict[str, Any], validation: dict[str, Any]) -> ModelCard:
         crop = {"roi": to_plain(cfg.roi), "audio": to_plain(cfg.audio), "frame": frame}
-        return ModelCard("av2a", family.name, cfg.name, family.inputs["av2a"], crop, to_plain(cfg.train), data,
+        return ModelCard(kind, family.name, cfg.name, family.inputs[kind], crop, to_plain(cfg.train), data,
                          validation, {**extra, "variant": to_plain(cfg.variant), "conditioning": CONDITIONING,
                                       "mean_speaker_embedding": _mean_embedding(source)}, to_plain(model))
 
-    return _fit_and_export("train_av2a", cfg.name, cfg.train,
-                           lambda ctx: family.task("av2a", ctx, cfg.train, model, cfg.loss, cfg.variant, init),
-                           _feed(cfg.train, train, val), fp, layout, layout.model("av2a", cfg.name), card)
+    return _fit_and_export(stage, cfg.name, cfg.train,
+                           lambda ctx: family.task(kind, ctx, cfg.train, model, cfg.loss, cfg.variant, init),
+                           _feed(cfg.train, train, val), fp, layout, layout.model(kind, cfg.name), card)
 
 
 def train_vocoder(cfg: VocoderConfig, layout: Layout) -> Path:
