@@ -44,7 +44,8 @@ def trial_dir(run: Path, name: str, overrides: list[str], a2a: Path | None) -> P
             os.symlink(run.resolve() / p, d / p)
     if a2a is not None and not (d / "models" / "a2a").exists():
         os.symlink(a2a.resolve() / "models" / "a2a", d / "models" / "a2a")
-    raw = load_params(run / "params.yaml")
+    # RUN_DIR's values over this checkout's params.yaml: keys added since RUN_DIR ran take their defaults
+    raw = _merged(load_params(REPO / "params.yaml"), load_params(run / "params.yaml"))
     tree = {**apply_recipe(raw), RECIPE: None}  # the recipe's values laid in, then the trial's
     for item in overrides:
         key, value = item.split("=", 1)
@@ -57,6 +58,13 @@ def trial_dir(run: Path, name: str, overrides: list[str], a2a: Path | None) -> P
         node[leaf] = yaml.safe_load(value)
     (d / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
     return d
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
 
 
 def score_val(d: Path, variant: str, run: Path) -> dict[str, float]:

@@ -1,9 +1,10 @@
-"""Stage `synthesize_av2a@<variant>`: every split through models/av2a/<variant> -> data/synth/<variant>/.
+"""Stage `synthesize_av2a@<variant>`: the evaluated splits (`evaluate.splits`) through models/av2a/<variant> -> data/synth/<variant>/.
 
 The AV2A reads the video and its base V2A's synthesis (data/synth/<base>/), never ground-truth audio.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pipeline.config import Params
@@ -17,7 +18,8 @@ KIND = "av2a"
 
 
 def configure(params: Params, key: str | None = None) -> SynthesizeConfig:
-    return synthesize.configure(params, key, KIND)
+    # Nothing reads an AV2A's speech of the training splits: only the evaluated splits are spoken.
+    return replace(synthesize.configure(params, key, KIND), splits=tuple(params.raw("evaluate.splits")))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """Stage `synthesize_robustness@<system>`: an AV2A given only some of its inputs (`av2a.robustness`)
-speaks every split -> data/synth/<system>/ (its card lists the inputs it was given)."""
+speaks the evaluated splits -> data/synth/<system>/ (its card lists the inputs it was given)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,7 +33,8 @@ def configure(params: Params, key: str | None = None) -> SynthesizeConfig:
     base = params.raw(f"av2a.variants.{entry.av2a}.base")
     if base != entry.base:
         raise ConfigError(f"av2a.robustness.{key}.base: {entry.base!r}, but av2a.variants.{entry.av2a}.base is {base!r}")
-    return synthesize_config(params, KIND, key, model=entry.av2a, inputs=entry.inputs)
+    return synthesize_config(params, KIND, key, model=entry.av2a, inputs=entry.inputs,
+                             splits=params.raw("evaluate.splits"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,6 +98,19 @@ def test_every_stream_is_windowed_at_its_own_rate(corpus):
         "video": n, "audio": 640 * n, "units": 2 * n, "f0": 4 * n, "voiced": 4 * n, "energy": 4 * n, "synth": 640 * n}
 
 
+def test_the_memory_cache_serves_the_same_windows_within_its_budget(corpus):
+    plain = WindowDataset(_source(corpus, ["video", "audio", "spk"]), 8, VIDEO_AUDIO_SPK)
+    one = sum(a.nbytes for a in plain.source.read(0, ["video", "audio"]).values())
+    budget = 3 * one + 1  # three utterances of six
+    cached = WindowDataset(StreamSource(corpus.roi / "shards", list(plain.source.streams.values()), ["train"],
+                                        cache_bytes=budget), 8, VIDEO_AUDIO_SPK)
+    for epoch in range(2):
+        for index in range(len(plain)):
+            a, b = plain[(index, epoch * 100 + index)], cached[(index, epoch * 100 + index)]
+            assert all(torch.equal(a[k], b[k]) for k in a)
+    assert cached.source._cache_bytes == 3 * one and len(cached.source._cache) == 3
+
+
 def test_window_offsets_depend_only_on_the_seed(corpus):
     ds = WindowDataset(_source(corpus, VIDEO_AUDIO_SPK), 8, VIDEO_AUDIO_SPK)
     assert torch.equal(ds[(0, 7)]["audio"], ds[(0, 7)]["audio"])

@@ -5,8 +5,7 @@ every word, the spelled letters included, is pronounced as the CMU dictionary sh
 pocketsphinx wheel has it (all its variants, e.g. `a` as AH or EY). Everything is in the
 wheel, so it runs offline and is the same on every machine with the same version. Its
 identity (package version, grammar + pronunciations + beams hash) goes into every metrics
-file. Beams are wider than pocketsphinx's defaults: on the five real GRID test clips the
-defaults gave 20% WER and these 6.7% (2 of 30 words: a colour and a letter). Input is scaled
+file. The beams are parameters (params.yaml says what each setting scored). Input is scaled
 to a fixed peak first: the decoder's output moved with the input level (one clip changed at
 peak 0.1 vs 0.3), and a synthesis's gain is not what is scored.
 Then a seeded white-noise floor 50 dB below that peak is added: the acoustic model was

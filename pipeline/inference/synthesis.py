@@ -189,24 +189,25 @@ class SynthesizeConfig:
     executor: ExecutorConfig
     model: str  # the model: models/<kind>/<model>/ (the system's own name, except for an input ablation)
     inputs: tuple[str, ...] | None  # only these of the model's inputs (None: all of them)
+    splits: tuple[str, ...] = SPLITS
 
 
 def synthesize_config(params: Params, kind: str, system: str, model: str | None = None,
-                      inputs: Sequence[str] | None = None) -> SynthesizeConfig:
+                      inputs: Sequence[str] | None = None, splits: Sequence[str] = SPLITS) -> SynthesizeConfig:
     # read key by key: the stage tracks only some keys of `synthesize` (device and workers change the speed only)
     params.check_keys("synthesize", SynthesizeSettings)
     section = {f.name: params.raw(f"synthesize.{f.name}") for f in fields(SynthesizeSettings)}
     return SynthesizeConfig(kind, system, parse(SynthesizeSettings, section, "synthesize"),
                             params.parse("executor", ExecutorConfig), model or system,
-                            None if inputs is None else tuple(inputs))
+                            None if inputs is None else tuple(inputs), tuple(splits))
 
 
 def synthesize_system(cfg: SynthesizeConfig, layout: Layout) -> dict[str, Any]:
-    """Every split through `models/<kind>/<model>` (given `inputs`) into `data/synth/<system>/`."""
+    """`cfg.splits` through `models/<kind>/<model>` (given `inputs`) into `data/synth/<system>/`."""
     s = cfg.settings
     # On a GPU one process batches best; a pool would put one CUDA context per worker on it.
     on_gpu = resolve_device(s.device).type == "cuda"
     workers = 1 if on_gpu else s.workers or cfg.executor.workers or None
     executor = Executor(workers=workers, address=cfg.executor.address)
     return run_synthesis(layout.model(cfg.kind, cfg.model), vocoder_dir(s.vocoder, layout), layout, layout.synth(cfg.system),
-                         executor, s.batch_size, s.device, inputs=cfg.inputs)
+                         executor, s.batch_size, s.device, cfg.splits, cfg.inputs)

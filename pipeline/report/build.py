@@ -441,10 +441,21 @@ def describe(s: System) -> str:
     """A system in one line: what a reference row is, or the model card's kind, family and settings."""
     if s.reference:
         return f"{esc(REFERENCES[s.name])}. Vocoder: <code>{esc(_nested(s.metrics, 'vocoder.name') or '?')}</code>."
-    card = {"kind": s.metrics.get("kind", "?"), "family": s.family, **(_nested(s.metrics, "model.extra") or {})}
+    card = _flat({"kind": s.metrics.get("kind", "?"), "family": s.family, **(_nested(s.metrics, "model.extra") or {})})
     sha = str(_nested(s.metrics, "synthesis.model_sha256") or "?")[:16]
     return (", ".join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in card.items() if v is not None)
             + f". Synthesis from model sha256 <code>{esc(sha)}</code>.")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested card settings (an AV2A's base and A2A) as dotted keys; hashes shortened to 16 digits."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v[:16] if k in ("sha256", "fingerprint") and isinstance(v, str) else v
+    return out
 
 
 def system_sections(systems: dict[str, System], utts: list[tuple[str, str]], curves: dict[str, dict[str, pd.DataFrame]],

@@ -56,6 +56,7 @@ class TrainConfig:
     keep_checkpoints: int
     devices: int  # >1: the stage relaunches itself under torchrun
     num_workers: int  # DataLoader worker processes
+    cache_mb: int  # decoded utterances kept in memory per process (speed only)
     amp: bool
 
     def loop(self) -> LoopConfig:

@@ -182,8 +182,9 @@ def data_files(layout: Layout, streams: Sequence[Stream], splits: Sequence[str])
     return [root / rel for root in roots for rel in rels]
 
 
-def _source(layout: Layout, streams: Sequence[Stream], splits: list[str], min_frames: int = 1) -> StreamSource:
-    source = StreamSource(layout.roi / "shards", streams, splits, min_frames)
+def _source(layout: Layout, streams: Sequence[Stream], splits: list[str], min_frames: int = 1,
+            cache_mb: int = 0) -> StreamSource:
+    source = StreamSource(layout.roi / "shards", streams, splits, min_frames, cache_mb << 20)
     if any(source.skipped.values()):
         left = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in source.skipped.items() if n)
         print(f"{'+'.join(splits)}: {len(source)} utterances used, left out: {left}", flush=True)
@@ -232,7 +233,7 @@ def pretrain_a2a(cfg: PretrainConfig, layout: Layout) -> Path:
     described: list[dict[str, Any]] = []
     for corpus in cfg.corpora:
         if corpus == OWN_CORPUS:
-            sources.append(_source(layout, streams, ["train"], window))
+            sources.append(_source(layout, streams, ["train"], window, cfg.train.cache_mb))
             described.append({corpus: inputs_digest(data_files(layout, streams, ["train"]))})
         else:
             src = AudioDirSource(corpus, cfg.audio.sample_rate, catalog.samples_per_frame, window,
@@ -274,7 +275,7 @@ def _train_on_video(kind: str, cfg: V2AConfig | AV2AConfig, family: Any, layout:
     stage = f"train_{kind}"
     streams = family.train_streams(kind, Catalog(layout, cfg.audio), cfg.variant)
     keys = [s.key for s in streams]
-    source = _source(layout, streams, ["train"], cfg.train.window_frames)
+    source = _source(layout, streams, ["train"], cfg.train.window_frames, cfg.train.cache_mb)
     frame = _frame(source, layout)
     model = model_for(frame)
     train = WindowDataset(source, cfg.train.window_frames, keys)
@@ -300,7 +301,8 @@ def train_vocoder(cfg: VocoderConfig, layout: Layout) -> Path:
     catalog = Catalog(layout, cfg.audio)
     # the conditioning is not used, but an utterance the speakers stage failed on stays out, as for every model
     streams = catalog.get("audio", "spk")
-    train = WindowDataset(_source(layout, streams, ["train"], cfg.train.window_frames), cfg.train.window_frames, ["audio"])
+    train = WindowDataset(_source(layout, streams, ["train"], cfg.train.window_frames, cfg.train.cache_mb),
+                          cfg.train.window_frames, ["audio"])
     val = WindowDataset(_source(layout, streams, ["val"]), None, ["audio"])
     data = {"train+val": inputs_digest(data_files(layout, streams, ["train", "val"]))}
     fp = fingerprint(stage="vocoder", train=cfg.train, model=cfg.model, audio=cfg.audio, loss=cfg.loss, data=data)

@@ -16,7 +16,8 @@ from eval_world import QUESTION, REPO, VARIANTS, eval_world_fixture, merged, wor
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.evaluation.summary import paired_difference
 from pipeline.layout import Layout
-from pipeline.report.build import NOT_A_FINDING, PUBLISHED, ReportInputs, load_systems, results_section, write_report
+from pipeline.report.build import (NOT_A_FINDING, PUBLISHED, ReportInputs, System, describe, load_systems, results_section,
+                                   write_report)
 from pipeline.report.talkers import Coverage, coverage
 from stages import report as report_stage
 
@@ -57,11 +58,13 @@ def test_the_repository_questions_name_systems_of_its_report():
     # today's systems: every V2A and AV2A variant and every AV2A given one modality
     av2a = tree["av2a"]
     assert set(cfg.systems) == set(tree["v2a"]["variants"]) | set(av2a["variants"]) | set(av2a["robustness"])
-    assert len(cfg.questions) == 15 and cfg.questions[0].question == QUESTION["question"]
+    assert len(cfg.questions) == 16 and cfg.questions[0].question == QUESTION["question"]
     assert (cfg.questions[6].a, cfg.questions[6].b) == ("melspec_pretrained_frozen_sharedbn", "melspec_pretrained_frozen")
+    bases = {v["base"] for v in av2a["variants"].values()}
     for q in cfg.questions[7:]:  # AV2A questions pair systems of one family
-        assert {q.a, q.b} <= {*av2a["variants"], *av2a["robustness"], "melspec_pretrained_finetuned"}
-    for q in cfg.questions[11:]:  # robustness: an AV2A against itself given one modality
+        assert {q.a, q.b} <= {*av2a["variants"], *av2a["robustness"], *bases}
+        assert len({tree["v2a"]["variants"].get(s, av2a["variants"].get(s, {})).get("family") for s in (q.a, q.b)} - {None}) == 1
+    for q in cfg.questions[12:]:  # robustness: an AV2A against itself given one modality
         assert av2a["robustness"][q.b]["av2a"] == q.a
 
 
@@ -277,3 +280,13 @@ def test_an_ablation_of_systems_that_do_not_beat_the_video_blind_baseline_is_no_
     assert "better" not in "".join(rows) and "worse" not in "".join(rows)
     found = re.findall(r"<tr>(<td class='l'>gl_clean &minus; blind.*?)</tr>", ablations)
     assert len(found) == 2 and not any(NOT_A_FINDING in r for r in found)
+
+
+def test_a_system_line_spells_out_nested_settings_as_dotted_keys():
+    metrics = {"kind": "av2a", "family": "melspec",
+               "model": {"extra": {"procedure": "baseline",
+                                   "base": {"name": "melspec_scratch", "sha256": "ab" * 32}}}}
+    line = describe(System("melspec_baseline", pd.DataFrame(), metrics, {}))
+    assert "base.name: <b>melspec_scratch</b>" in line
+    assert f"base.sha256: <b>{'ab' * 8}</b>" in line
+    assert "{" not in line
