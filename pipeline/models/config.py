@@ -20,6 +20,16 @@ from pipeline.config import ConfigError, parse
 T = TypeVar("T")
 
 
+def lists_to_tuples(cfg: Any) -> None:
+    """JSON hands back lists and dicts: store tuples and a MelConfig in the frozen `cfg` so configs hash and compare."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, list):
+            object.__setattr__(cfg, f.name, tuple(value))
+    if isinstance(getattr(cfg, "mel", None), dict):
+        object.__setattr__(cfg, "mel", MelConfig(**cfg.mel))
+
+
 @dataclass(frozen=True)
 class SpeechConfig:
     """Sizes shared by the A2A/V2A families: identity, video and audio encoders, temporal module,
@@ -49,13 +59,7 @@ class SpeechConfig:
     norm_affine_per_set: bool = False
 
     def __post_init__(self) -> None:
-        # JSON hands back lists and dicts; store tuples and a MelConfig so configs hash and compare.
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):
-                object.__setattr__(self, f.name, tuple(value))
-        if isinstance(self.mel, dict):
-            object.__setattr__(self, "mel", MelConfig(**self.mel))
+        lists_to_tuples(self)
         self._validate()
 
     @property
