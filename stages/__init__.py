@@ -38,15 +38,15 @@ def feature_outcome(outcome: Outcome) -> int:
 
 
 def training_main(stage: str, configure: Callable[[Params, str | None], C], train: Callable[[C, Any], Path],
-                  argv: list[str] | None = None) -> int:
-    """Entry of a training stage over variants (`python -m stages.<stage> VARIANT`): parse its config, then
+                  argv: list[str] | None = None, item: str = "VARIANT") -> int:
+    """Entry of a training stage over `item`s (`python -m stages.<stage> ITEM`): parse its config, then
     `train(cfg, Layout())`, under torchrun when `train.devices` > 1."""
     # Idle OpenMP threads yield the CPU instead of spinning (read when torch loads): on a busy
     # machine spinning threads made CPU training several times slower.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print(f"usage: python -m stages.{stage} VARIANT", file=sys.stderr)
+        print(f"usage: python -m stages.{stage} {item}", file=sys.stderr)
         return 2
     cfg = load_config(stage, configure, argv[0])
     if cfg is None:

@@ -5,25 +5,14 @@ into the synthesis shards beside the audio (docs/DATA.md), for evaluation to sco
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import partial
 
-from pipeline.config import Params
 from stages import synthesize
-
-if TYPE_CHECKING:
-    from pipeline.inference.synthesis import SynthesizeConfig
 
 STAGE = "synthesize_lts"
 KIND = "lts"
-
-
-def configure(params: Params, key: str | None = None) -> SynthesizeConfig:
-    return synthesize.configure(params, key, KIND)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return synthesize.main(argv, STAGE, KIND)
-
+configure = partial(synthesize.configure, kind=KIND)
+main = partial(synthesize.main, stage=STAGE, kind=KIND)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -25,7 +25,8 @@ from pipeline.families import register
 from pipeline.families.base import Family, Init
 from pipeline.families.speech import video_input
 from pipeline.inference.card import ModelCard
-from pipeline.inference.vocoder import Vocoder, load_vocoder
+from pipeline.inference.vocoder import Vocoder, vocode
+from pipeline.models.config import DEMO_FRONT_END
 from pipeline.models.flow import gaussian_nll
 from pipeline.models.lts import LTSConfig, LTSModel, LTSOutput, Variance, denormalise, postnet_condition, targets_of
 from pipeline.streams import Catalog, Stream, frame_rates
@@ -158,8 +159,7 @@ class LTS(Family):
     presets = {
         "paper": {},
         "demo": {
-            "speaker_proj_dim": 32,
-            "video_stem_channels": 16, "video_widths": (16, 32, 64, 64), "video_blocks": (1, 1, 1, 1),
+            **DEMO_FRONT_END,
             "dim": 64, "heads": 2, "ff": 128, "kernel": 15, "video_layers": 2, "decoder_layers": 1,
             "predictor_filters": 64, "unit_embed_dim": 32,
             "flow_blocks": 4, "flow_hidden": 32, "flow_layers": 2, "flow_kernel": 3,
@@ -205,8 +205,7 @@ class LTS(Family):
         with torch.no_grad():
             mel, out = infer(model, video_input(batch).to(device), batch["spk"].to(device), card.extra["temperature"],
                              card.train["seed"])
-        vocoder = vocoder or load_vocoder(None, model.cfg.mel)
-        return [vocoder(m).astype(np.float32) for m in mel.cpu().numpy()], predictions(model.cfg, out)
+        return vocode(mel.cpu().numpy(), vocoder, model.cfg.mel), predictions(model.cfg, out)
 
 
 register(LTS())

@@ -15,13 +15,12 @@ pulling the coarse decoder, which is why it has an optimiser of its own.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from pipeline.audio.mel import MelConfig
-from pipeline.models.config import lists_to_tuples
+from pipeline.models.config import VideoModelConfig
 from pipeline.models.conformer import ConformerStack
 from pipeline.models.decoders import MelDecoder
 from pipeline.models.flow import FlowPostNet
@@ -32,19 +31,14 @@ NORM_SETS = ("video",)  # one statistics set: LTS models never see audio feature
 
 
 @dataclass(frozen=True)
-class LTSConfig:
-    """Sizes of an LTS model (defaults: the paper's front-end, LTBS's other sizes; params.yaml says which),
-    what the training data decides (units, normalisation statistics) and which parts the variant has."""
+class LTSConfig(VideoModelConfig):
+    """Sizes of an LTS model, what the training data decides (units, normalisation statistics) and which parts
+    the variant has. Defaults: the paper's front-end (3-D conv + ResNet-18, VideoModelConfig); where the
+    paper is silent, the unofficial LTBS's sizes (papers/README.md) or ours, as said beside each."""
 
-    profile: str = "paper"
-    speaker_dim: int = 256
-    in_channels: int = 1
-    samples_per_frame: int = 640
-    mels_per_frame: int = 4
-    units_per_frame: int = 2
-    n_mels: int = 80
-    mel: MelConfig = field(default_factory=MelConfig)
-    # from the training data: the unit source and clusters, train-split ln(F0) (voiced frames) and energy statistics
+    units_per_frame: int = 2  # from `audio:` (50 Hz units)
+    # from the training data: the unit source and clusters (paper: HuBERT-Large layer 12, 200 clusters),
+    # the train split's ln(F0) (voiced frames) and energy statistics
     units_source: str = "hubert"
     n_units: int = 200
     log_f0_mean: float = 0.0
@@ -54,17 +48,15 @@ class LTSConfig:
     # from the variant
     prosody: bool = True
     postnet: bool = True
-    speaker_proj_dim: int = 128
-    video_stem_channels: int = 64
-    video_widths: tuple[int, ...] = (64, 128, 256, 512)
-    video_blocks: tuple[int, ...] = (2, 2, 2, 2)
+    # conformers over video frames and over mel frames (LTBS: 8 layers x 512, 8 heads, FFN 2048; mel decoder 2 layers)
     dim: int = 512
     heads: int = 8
     ff: int = 2048
-    kernel: int = 31
-    dropout: float = 0.1
+    kernel: int = 31  # ours: Gulati et al.'s conformer kernel (no source gives LTBS's)
+    dropout: float = 0.1  # ours: the conformer's usual rate
     video_layers: int = 8
     decoder_layers: int = 2
+    # variance predictors (LTBS: 4 / 2 / 2 conv layers of 256 filters, kernel 3, dropout 0.5; unit embedding 128)
     predictor_filters: int = 256
     predictor_kernel: int = 3
     predictor_dropout: float = 0.5
@@ -72,22 +64,19 @@ class LTSConfig:
     pitch_predictor_layers: int = 2
     energy_predictor_layers: int = 2
     unit_embed_dim: int = 128
+    # flow post-net (LTBS: 12 blocks, hidden 192; ours: Glow-TTS's 4-layer coupling nets, kernel 5, no dilation)
     flow_blocks: int = 12
     flow_hidden: int = 192
     flow_layers: int = 4
     flow_kernel: int = 5
     flow_dilation: int = 1
 
-    def __post_init__(self) -> None:
-        lists_to_tuples(self)
-        if self.mel.n_mels != self.n_mels or self.mel.hop_length * self.mels_per_frame != self.samples_per_frame:
-            raise ValueError(f"mel settings {self.mel} do not fit {self.n_mels} mels x {self.mels_per_frame} per frame")
+    def _validate(self) -> None:
+        super()._validate()
         if self.mels_per_frame % self.units_per_frame:
             raise ValueError(f"{self.units_per_frame} units per frame do not tile {self.mels_per_frame} mels per frame")
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
-        if len(self.video_widths) != len(self.video_blocks):
-            raise ValueError("video_widths and video_blocks need one entry per ResNet stage")
         if min(self.log_f0_std, self.energy_std) <= 0:
             raise ValueError("normalisation standard deviations must be positive")
 
