@@ -83,7 +83,9 @@ def evaluate_system(system: str, cfg: EvaluationConfig, layout: Layout) -> dict[
     s, shards, keep = _common(cfg, layout)
     info_file = synth / "info.json"
     synthesis = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else None
-    catalog = Catalog(layout, parse(AudioConfig, card.crop["audio"], f"{synth} card crop.audio"))
+    # where the ground truth of what the model predicted lives (a model that sees video records its audio rates)
+    audio = card.crop.get("audio")
+    catalog = Catalog(layout, parse(AudioConfig, audio, f"{synth} card crop.audio")) if audio is not None else None
     df, samples = run(system, shards, synth, s, Executor.from_config(cfg.executor), keep, catalog=catalog)
     # Scalars only: DVC shows every number of a metrics file as a metric, and a card's vectors (the mean
     # speaker embedding) would add hundreds of meaningless columns to `dvc exp show`.

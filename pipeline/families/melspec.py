@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.audio.griffin_lim import griffin_lim
+from pipeline.audio.mel import AudioConfig
 from pipeline.config import parse
 from pipeline.families import register
 from pipeline.families.speech import Objective, SpeechFamily, SpeechTask
@@ -113,7 +114,7 @@ class MelSpec(SpeechFamily):
         return MelSpecObjective(task, cfg, loss)
 
     def waveforms(self, out: np.ndarray, card: ModelCard, vocoder: Vocoder | None) -> list[np.ndarray]:
-        return vocode(out, vocoder, parse(MelSpecConfig, card.model, f"{card.name} card model").mel)
+        return vocode(out, vocoder, parse(AudioConfig, card.crop["audio"], f"{card.name} card crop.audio").mel)
 
 
 register(MelSpec())
