@@ -2,7 +2,8 @@
 
 Training: steps/s and samples/s (one step = the generator step plus, for GANs, the
 discriminator step) of V2A-WaveGAN, V2A-MelSpec, their A2A pre-training, the AV2A on each V2A
-(procedure modality_dropout_gt, equal thirds) and the HiFi-GAN vocoder, on random batches of 96x96 gray crops. Inference: real-time factor (compute seconds
+(procedure modality_dropout_gt, equal thirds), LTS (full variant: coarse step plus post-net step) and
+the HiFi-GAN vocoder, on random batches of 96x96 gray crops. Inference: real-time factor (compute seconds
 per second of speech) of a 3 s clip, the vocoder included for the mel family. On CUDA the paper
 profile runs with bf16 autocast, as the trainer does; on CPU it runs a few steps on a small batch.
 Run: .venv/bin/python benchmarks/train.py [--device cpu|cuda] [--profiles demo paper]
@@ -19,8 +20,9 @@ import torch
 
 from pipeline.audio.mel import AudioConfig
 from pipeline.config import Params, load_params, parse, to_plain
-from pipeline.families import get_family
+from pipeline.families import family_of_kind, get_family
 from pipeline.families.base import Init
+from pipeline.families.lts import infer
 from pipeline.families.speech import AV2AModelConfig
 from pipeline.inference.card import ModelCard
 from pipeline.inference.load import LoadedModel
@@ -46,7 +48,10 @@ def _sync(device: torch.device) -> None:
 def batch(b: int, frames: int, device: torch.device) -> dict[str, torch.Tensor]:
     return {"video": torch.randint(0, 256, (b, frames, 1, CROP, CROP), dtype=torch.uint8, device=device),
             "audio": 0.1 * torch.randn(b, frames * 640, device=device), "spk": torch.randn(b, 256, device=device),
-            "synth": 0.1 * torch.randn(b, frames * 640, device=device)}
+            "synth": 0.1 * torch.randn(b, frames * 640, device=device),
+            "units": torch.randint(0, 200, (b, 2 * frames), device=device),
+            "f0": 80 + 200 * torch.rand(b, 4 * frames, device=device),
+            "voiced": torch.rand(b, 4 * frames, device=device) > 0.4, "energy": torch.rand(b, 4 * frames, device=device)}
 
 
 def time_steps(task: Task, b: int, frames: int, steps: int, device: torch.device) -> float:
@@ -108,6 +113,25 @@ def run(profile: str, device: torch.device) -> None:
         factor = rtf(partial(loaded.speak, inputs, vocoder), device, CLIP_FRAMES / 25)
         print(f"infer v2a-{name:<8} {profile:<5} {device.type}: real-time factor {factor:.3f} "
               f"({'with HiFi-GAN' if vocoder else 'end to end'}, 3 s clip)", flush=True)
+    _lts(profile, device, ctx(), cfg, b, frames, steps)
+
+
+def _lts(profile: str, device: torch.device, ctx: Context, cfg: Any, b: int, frames: int, steps: int) -> None:
+    """LTS (full variant) training speed and its real-time factor (3 s clip, post-net sampled, Griffin-Lim left out)."""
+    family = family_of_kind("lts")
+    variant = parse(family.variant_class, PARAMS.raw("lts.variants.lts_full"))
+    task = family.task("lts", ctx, cfg, family.model_config(profile, AUDIO), PARAMS.parse("loss.lts", family.loss_class),
+                       variant)
+    sec = time_steps(task, b, frames, steps, device)
+    amp = " bf16" if device.type == "cuda" else ""
+    print(f"train lts-full     {profile:<5} {device.type}{amp}: {1 / sec:7.2f} steps/s {b / sec:8.2f} samples/s  "
+          f"(batch {b} x {frames} frames)", flush=True)
+    task.train(False)
+    clip = batch(1, CLIP_FRAMES, device)
+    with torch.no_grad():
+        factor = rtf(lambda: infer(task.model, clip["video"].float() / 255, clip["spk"], variant.temperature, 0), device,
+                     CLIP_FRAMES / 25)
+    print(f"infer lts-full     {profile:<5} {device.type}: real-time factor {factor:.3f} (to the mel, 3 s clip)", flush=True)
 
 
 def _av2a_task(name: str, mcfg: Any, ctx: Context, cfg: Any, loss: Any, a2a: Task) -> Task:

@@ -51,7 +51,7 @@ def load_params(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
 RECIPE, RECIPES = "recipe", "recipes"
 # Mappings whose keys the reading stage checks (a model family's fields over its preset, a stage's
 # overrides of `train:`): a recipe may add keys to them even where the file already sets some.
-OVERRIDE_MAPPINGS = ("model.overrides.*", "v2a.train", "av2a.train", "vocoder.train")
+OVERRIDE_MAPPINGS = ("model.overrides.*", "v2a.train", "av2a.train", "lts.train", "vocoder.train")
 
 
 def is_open_mapping(path: str, node: Any) -> bool:

@@ -1,12 +1,10 @@
 """Stage `pretrain_a2a@<family>`: audio-only A2A pre-training -> models/a2a/<family>/."""
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, Params
-from stages import load_config
+from stages import training_main
 
 if TYPE_CHECKING:
     from pipeline.training.runs import PretrainConfig
@@ -24,21 +22,9 @@ def configure(params: Params, key: str | None = None) -> PretrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Idle OpenMP threads yield the CPU instead of spinning (read when torch loads): on a busy
-    # machine spinning threads made CPU training several times slower.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(f"usage: python -m stages.{STAGE} FAMILY", file=sys.stderr)
-        return 2
-    cfg = load_config(STAGE, configure, argv[0])
-    if cfg is None:
-        return 2
-    from pipeline.layout import Layout
-    from pipeline.training.distributed import run_training_stage
     from pipeline.training.runs import pretrain_a2a
 
-    return run_training_stage(f"stages.{STAGE}", argv, cfg.train.devices, lambda: pretrain_a2a(cfg, Layout()))
+    return training_main(STAGE, configure, pretrain_a2a, argv, "FAMILY")
 
 
 if __name__ == "__main__":

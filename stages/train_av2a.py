@@ -5,12 +5,10 @@ and the family's A2A (models/a2a/<family>/, the audio encoder's start).
 """
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, Params
-from stages import load_config
+from stages import training_main
 
 if TYPE_CHECKING:
     from pipeline.training.runs import AV2AConfig
@@ -28,19 +26,9 @@ def configure(params: Params, key: str | None = None) -> AV2AConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see stages/train_v2a.py
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(f"usage: python -m stages.{STAGE} VARIANT", file=sys.stderr)
-        return 2
-    cfg = load_config(STAGE, configure, argv[0])
-    if cfg is None:
-        return 2
-    from pipeline.layout import Layout
-    from pipeline.training.distributed import run_training_stage
     from pipeline.training.runs import train_av2a
 
-    return run_training_stage(f"stages.{STAGE}", argv, cfg.train.devices, lambda: train_av2a(cfg, Layout()))
+    return training_main(STAGE, configure, train_av2a, argv)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,10 @@ With `train.devices` > 1 it relaunches itself under torchrun (DDP); on several n
 """
 from __future__ import annotations
 
-import os
-import sys
 from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, Params
-from stages import load_config
+from stages import training_main
 
 if TYPE_CHECKING:
     from pipeline.training.runs import V2AConfig
@@ -28,21 +26,9 @@ def configure(params: Params, key: str | None = None) -> V2AConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Idle OpenMP threads yield the CPU instead of spinning (read when torch loads): on a busy
-    # machine spinning threads made CPU training several times slower.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(f"usage: python -m stages.{STAGE} VARIANT", file=sys.stderr)
-        return 2
-    cfg = load_config(STAGE, configure, argv[0])
-    if cfg is None:
-        return 2
-    from pipeline.layout import Layout
-    from pipeline.training.distributed import run_training_stage
     from pipeline.training.runs import train_v2a
 
-    return run_training_stage(f"stages.{STAGE}", argv, cfg.train.devices, lambda: train_v2a(cfg, Layout()))
+    return training_main(STAGE, configure, train_v2a, argv)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ Every (reference, hypothesis) pair is scored by `score_pair`, which `v2s score` 
 input checks first; an unscorable pair is kept as a row with its issues and NaN metrics, and
 counted. Scoring runs per utterance through the shared `Executor` (process pool or Dask);
 ASRs and the vocoder are loaded once per worker.
+
+A synthesis that holds what its model predicted on the way (`pred_<stream>` columns, e.g. an LTS
+model's units and prosody) is also scored against the stages' ground truth of those streams
+(`feature_metrics`), whatever the audio checks say.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import json
 import os
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -41,12 +45,20 @@ from pipeline.evaluation.asr_sphinx import GridSphinxASR, SphinxConfig, in_gramm
 from pipeline.evaluation.asr_sphinx import identity as sphinx_identity
 from pipeline.evaluation.checks import CheckConfig, Issue, blocks_scoring, check_pair
 from pipeline.evaluation.config import ScoringConfig
-from pipeline.evaluation.metrics import SIGNAL_METRICS, error_counts, reference_lengths, signal_metrics
+from pipeline.evaluation.metrics import (
+    SIGNAL_METRICS,
+    error_counts,
+    feature_metrics,
+    reference_lengths,
+    signal_metrics,
+)
 from pipeline.evaluation.summary import summarize
 from pipeline.executor import Executor, Failure
 from pipeline.inference.card import card_path
+from pipeline.inference.synthesis import PREDICTED
 from pipeline.layout import Layout
 from pipeline.shards import ShardReader, list_shards, pack, unpack, write_shard
+from pipeline.streams import Catalog
 
 REFERENCES: dict[str, str] = {
     "ground_truth": "ground-truth audio scored against itself: the ASRs' floor",
@@ -110,6 +122,8 @@ class Task:
     mean_mel: np.ndarray | None  # for mean_mel_baseline
     keep_audio: bool  # return the hypothesis too (report samples)
     settings: Settings
+    predicted: dict[str, np.ndarray] = field(default_factory=dict)  # streams the model predicted (by stream key) ...
+    truth: dict[str, np.ndarray] = field(default_factory=dict)  # ... and their ground truth
 
 
 @lru_cache(maxsize=2)
@@ -180,6 +194,8 @@ def score(task: Task) -> dict[str, Any]:
     s = task.settings
     row: dict[str, Any] = {"utt_id": task.utt_id, "speaker": task.speaker, "split": task.split,
                            "transcript": task.transcript, "system": task.system}
+    if task.predicted:
+        row.update(feature_metrics(task.predicted, task.truth))
     hyp = hypothesis(task)
     sr = task.ref_sr if task.system in REFERENCES else task.hyp_sr
     if hyp is None:
@@ -271,30 +287,56 @@ class _ShardMelSum:
 
 
 def tasks(system: str, shards: dict[str, list[Path]], synth_dir: Path | None, settings: Settings,
-          keep: set[str], means: dict[str, np.ndarray] | None) -> Iterator[Task]:
-    """One task per ground-truth utterance of the given splits, streaming shard by shard."""
+          keep: set[str], means: dict[str, np.ndarray] | None, catalog: Catalog | None = None) -> Iterator[Task]:
+    """One task per ground-truth utterance of the given splits, streaming shard by shard; `catalog` finds
+    the ground truth of the streams a synthesis predicted."""
     for split, paths in shards.items():
         for path in paths:
+            rel = path.relative_to(path.parents[1])
             hyps: dict[str, tuple[np.ndarray, int]] = {}
+            predicted: dict[str, dict[str, np.ndarray]] = {}
             if synth_dir is not None:
-                synth = synth_dir / path.relative_to(path.parents[1])
+                synth = synth_dir / rel
                 if not synth.is_file():
                     raise FileNotFoundError(f"{synth} is missing: run the synthesis of {system} first")
-                for r in ShardReader(synth).iter_rows(["utt_id", "audio", "sample_rate"]):
+                for r in ShardReader(synth).iter_rows():
                     hyps[r["utt_id"]] = (np.array(unpack(r, "audio")), int(r["sample_rate"]))
+                    predicted[r["utt_id"]] = {c[len(PREDICTED):]: np.array(unpack(r, c)) for c in r
+                                              if c.startswith(PREDICTED) and f"{c}_shape" in r}
+            truth = _truth(catalog, rel, {k for p in predicted.values() for k in p})
             for r in ShardReader(path).iter_rows(ROI_COLUMNS):
-                hyp, hyp_sr = hyps.get(r["utt_id"], (None, 0))
+                utt = r["utt_id"]
+                hyp, hyp_sr = hyps.get(utt, (None, 0))
                 mean = None if means is None else means.get(r["speaker"], means["*"])
-                yield Task(r["utt_id"], r["speaker"], split, r["transcript"], np.array(unpack(r, "audio")), int(r["sample_rate"]),
-                           system, hyp, hyp_sr, mean, r["utt_id"] in keep, settings)
+                pred = predicted.get(utt, {})
+                known = truth.get(utt, {})
+                # an utterance a feature stage failed on has no ground truth to score its predictions against
+                pred = pred if set(pred) <= set(known) else {}
+                yield Task(utt, r["speaker"], split, r["transcript"], np.array(unpack(r, "audio")), int(r["sample_rate"]),
+                           system, hyp, hyp_sr, mean, utt in keep, settings, pred, {k: known[k] for k in pred})
+
+
+def _truth(catalog: Catalog | None, rel: Path, keys: set[str]) -> dict[str, dict[str, np.ndarray]]:
+    """{utt_id: {stream key: ground truth}} of shard `rel` for the predicted streams `keys` (rows the
+    feature stage failed on are left out)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    if keys and catalog is None:
+        raise ValueError(f"the synthesis predicted {sorted(keys)} but no catalog of their ground truth was given")
+    for key in sorted(keys):
+        stream = catalog[key]  # type: ignore[index]
+        for r in ShardReader(stream.root / rel).iter_rows(["utt_id", stream.column]):
+            if r[stream.column] is not None:
+                out.setdefault(r["utt_id"], {})[key] = np.array(unpack(r, stream.column))
+    return out
 
 
 def run(system: str, shards: dict[str, list[Path]], synth_dir: Path | None, settings: Settings, executor: Executor,
-        keep: set[str], means: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+        keep: set[str], means: dict[str, np.ndarray] | None = None,
+        catalog: Catalog | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Score every utterance; returns the per-utterance table and the kept sample audio rows."""
     total = sum(len(ShardReader(p)) for ps in shards.values() for p in ps)
     rows, samples, failures = [], [], []
-    for task_result in executor.imap(score, tasks(system, shards, synth_dir, settings, keep, means),
+    for task_result in executor.imap(score, tasks(system, shards, synth_dir, settings, keep, means, catalog),
                                      desc=f"score {system}", total=total):
         if isinstance(task_result, Failure):
             failures.append(task_result.message)

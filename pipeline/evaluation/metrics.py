@@ -1,4 +1,5 @@
-"""The objective metrics, each defined once: PESQ (wide-band), STOI, ESTOI, MCD, WER and CER.
+"""The objective metrics, each defined once: PESQ (wide-band), STOI, ESTOI, MCD, WER and CER, and the
+errors of a model's predicted speech features.
 
 - PESQ: ITU-T P.862.2 wide-band MOS-LQO from the `pesq` package at 16 kHz (range about
   1.04 to 4.64). The signal is passed as float; `pesq` level-aligns internally.
@@ -16,10 +17,17 @@
 - WER / CER: Levenshtein edit counts (`jiwer`) on normalised text (lower case, letters,
   digits and apostrophes, single spaces). CER counts the spaces between words. Corpus-level
   rates are total edits over total reference words/characters.
+- Predicted features (models that predict them on the way to speech, e.g. LTS), against the
+  feature stages' ground truth of the same utterance: unit accuracy (share of 20 ms k-means
+  units predicted exactly), F0 RMSE in Hz over the frames both call voiced (a voicing mistake is
+  counted by the voicing error instead, as the F0 / voicing-decision-error split of the pitch
+  literature does), voicing error (share of mel frames whose voiced/unvoiced decision differs)
+  and energy MAE (mean absolute error of the L2 norm of the linear mel frame).
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import jiwer
@@ -34,6 +42,7 @@ from pipeline.audio.mel import MelConfig, log_mel
 PESQ_WB_MAX = 4.644  # P.862.2 MOS-LQO mapping of a perfect score
 N_CEPSTRA = 13
 SIGNAL_METRICS = ("pesq", "stoi", "estoi", "mcd")
+FEATURE_METRICS = ("unit_accuracy", "f0_rmse", "voicing_error", "energy_mae")
 
 
 def pesq_wb(ref: np.ndarray, hyp: np.ndarray, sample_rate: int = 16000) -> float:
@@ -81,6 +90,26 @@ def signal_metrics(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, cfg: MelC
             scores[name] = float("nan")
             errors.append(f"{name}: {type(exc).__name__}: {exc}")
     return scores, errors
+
+
+def feature_metrics(pred: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """FEATURE_METRICS of the predicted streams in `pred` (units; f0 in Hz with voiced; energy) against
+    `truth`, equal lengths; only the metrics whose streams were predicted."""
+    for key, p in pred.items():
+        if np.shape(p) != np.shape(truth[key]):
+            raise ValueError(f"predicted {key} has shape {np.shape(p)}, the ground truth {np.shape(truth[key])}")
+    out: dict[str, float] = {}
+    if "units" in pred:
+        out["unit_accuracy"] = float(np.mean(pred["units"] == truth["units"]))
+    if "f0" in pred:
+        pv, tv = np.asarray(pred["voiced"], bool), np.asarray(truth["voiced"], bool)
+        both = pv & tv
+        diff = pred["f0"][both].astype(np.float64) - truth["f0"][both]
+        out["f0_rmse"] = float(np.sqrt(np.mean(diff ** 2))) if both.any() else float("nan")
+        out["voicing_error"] = float(np.mean(pv != tv))
+    if "energy" in pred:
+        out["energy_mae"] = float(np.mean(np.abs(pred["energy"].astype(np.float64) - truth["energy"])))
+    return out
 
 
 _NON_WORD = re.compile(r"[^a-z0-9' ]+")

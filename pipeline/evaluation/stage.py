@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.config import to_plain
+from pipeline.audio.mel import AudioConfig
+from pipeline.config import parse, to_plain
 from pipeline.evaluation.config import EvaluationConfig
 from pipeline.evaluation.evaluate import (
     REFERENCES,
@@ -30,6 +31,7 @@ from pipeline.executor import Executor
 from pipeline.inference.card import load_card
 from pipeline.inference.vocoder import vocoder_dir
 from pipeline.layout import Layout
+from pipeline.streams import Catalog
 
 
 def settings(cfg: EvaluationConfig, layout: Layout) -> Settings:
@@ -81,7 +83,10 @@ def evaluate_system(system: str, cfg: EvaluationConfig, layout: Layout) -> dict[
     s, shards, keep = _common(cfg, layout)
     info_file = synth / "info.json"
     synthesis = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else None
-    df, samples = run(system, shards, synth, s, Executor.from_config(cfg.executor), keep)
+    # where the ground truth of what the model predicted lives (a model that sees video records its audio rates)
+    audio = card.crop.get("audio")
+    catalog = Catalog(layout, parse(AudioConfig, audio, f"{synth} card crop.audio")) if audio is not None else None
+    df, samples = run(system, shards, synth, s, Executor.from_config(cfg.executor), keep, catalog=catalog)
     # Scalars only: DVC shows every number of a metrics file as a metric, and a card's vectors (the mean
     # speaker embedding) would add hundreds of meaningless columns to `dvc exp show`.
     extra = {k: v for k, v in to_plain(card.extra).items() if not isinstance(v, list)}

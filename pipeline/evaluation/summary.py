@@ -13,15 +13,16 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluation.checks import FLAG_ONLY, ISSUE_KINDS
-from pipeline.evaluation.metrics import SIGNAL_METRICS
+from pipeline.evaluation.metrics import FEATURE_METRICS, SIGNAL_METRICS
 
 ASRS = ("sphinx", "ctc")
 BOOTSTRAP = 1000  # resamples for the 95% intervals
+MEANS = SIGNAL_METRICS + FEATURE_METRICS  # headline numbers that are means over utterances
 
 
 def headline_keys(asrs: Sequence[str] = ASRS) -> list[str]:
-    """Names of the headline numbers, in display order."""
-    return [*SIGNAL_METRICS, *(f"{k}_{a}" for a in asrs for k in ("wer", "cer"))]
+    """Names of the headline numbers, in display order (the feature metrics only for systems predicting features)."""
+    return [*SIGNAL_METRICS, *(f"{k}_{a}" for a in asrs for k in ("wer", "cer")), *FEATURE_METRICS]
 
 
 def _ratio(df: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -30,7 +31,7 @@ def _ratio(df: pd.DataFrame, key: str) -> tuple[np.ndarray, np.ndarray, float]:
     A mean metric is sum(value) / count; an error rate is sum(errors) / sum(reference length),
     so one vectorised bootstrap serves both. Rows where the metric is missing drop out.
     """
-    if key in SIGNAL_METRICS:
+    if key in MEANS:
         v = df[key].to_numpy(dtype=float)
         ok = np.isfinite(v)
         return np.where(ok, v, 0.0), ok.astype(float), 1.0
@@ -48,7 +49,8 @@ def _stat(num: np.ndarray, den: np.ndarray, scale: float) -> np.ndarray | float:
 
 def _values(df: pd.DataFrame, asrs: Sequence[str]) -> dict[str, float]:
     """Headline numbers of already-scored rows (signal means; corpus-level WER/CER in %)."""
-    keys = [k for k in headline_keys(asrs) if k in SIGNAL_METRICS or f"word_errors_{k.split('_', 1)[1]}" in df]
+    measured = {k: k in df if k in MEANS else f"word_errors_{k.split('_', 1)[1]}" in df for k in headline_keys(asrs)}
+    keys = [k for k, present in measured.items() if present]
     return {k: float(_stat(*_ratio(df, k))) for k in keys}
 
 

@@ -15,7 +15,7 @@ import pkgutil
 from pipeline.config import ConfigError
 from pipeline.families.base import Family
 
-__all__ = ["Family", "family_names", "get_family", "register", "unregister"]
+__all__ = ["Family", "family_names", "family_of_kind", "get_family", "register", "unregister"]
 
 _REGISTRY: dict[str, Family] = {}
 _discovered = False
@@ -55,3 +55,12 @@ def get_family(name: str) -> Family:
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise ConfigError(f"no model family {name!r}{hint}; families are {sorted(_REGISTRY)}")
     return _REGISTRY[name]
+
+
+def family_of_kind(kind: str) -> Family:
+    """The one family that makes models of `kind` (a kind of its own, such as `lts`)."""
+    _discover()
+    makers = [f for f in _REGISTRY.values() if kind in f.kinds]
+    if len(makers) != 1:
+        raise ConfigError(f"kind {kind!r} is made by {len(makers)} families ({sorted(f.name for f in makers)}), not one")
+    return makers[0]

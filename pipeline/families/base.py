@@ -104,3 +104,10 @@ class Family(ABC):
 
         `batch` holds the model's input streams as training batches do (video: B, T, C, H, W uint8).
         """
+
+    def speak_with_predictions(self, model: nn.Module, card: ModelCard, batch: Mapping[str, torch.Tensor],
+                               vocoder: Vocoder | None) -> tuple[list[np.ndarray], list[dict[str, np.ndarray]]]:
+        """`speak`'s waveforms and, per utterance, what the model predicted on the way to them, by the key of
+        the stream it predicts (`units`, `f0`, ...; evaluation compares them with those streams); none by default."""
+        wavs = self.speak(model, card, batch, vocoder)
+        return wavs, [{} for _ in wavs]

@@ -15,13 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.audio.griffin_lim import griffin_lim
+from pipeline.audio.mel import AudioConfig
 from pipeline.config import parse
 from pipeline.families import register
 from pipeline.families.speech import Objective, SpeechFamily, SpeechTask
 from pipeline.inference.card import ModelCard
-from pipeline.inference.vocoder import Vocoder, load_vocoder
+from pipeline.inference.vocoder import Vocoder, vocode
 from pipeline.models.audio_encoders import MelEncoder
-from pipeline.models.config import SpeechConfig
+from pipeline.models.config import DEMO_FRONT_END, SpeechConfig
 from pipeline.models.decoders import MelDecoder
 from pipeline.models.temporal import UpsamplingLSTM
 from pipeline.training.config import TrainConfig
@@ -90,8 +91,7 @@ class MelSpec(SpeechFamily):
     presets = {
         "paper": {},
         "demo": {
-            "speaker_proj_dim": 32,
-            "video_stem_channels": 16, "video_widths": (16, 32, 64, 64), "video_blocks": (1, 1, 1, 1),
+            **DEMO_FRONT_END,
             "audio_channels": (64, 64, 64), "audio_strides": (1, 2, 2),
             "temporal_hidden": 64, "temporal_layers": 1,
             "conformer_dim": 64, "conformer_layers": 2, "conformer_heads": 2, "conformer_ff": 128,
@@ -114,8 +114,7 @@ class MelSpec(SpeechFamily):
         return MelSpecObjective(task, cfg, loss)
 
     def waveforms(self, out: np.ndarray, card: ModelCard, vocoder: Vocoder | None) -> list[np.ndarray]:
-        vocoder = vocoder or load_vocoder(None, parse(MelSpecConfig, card.model, f"{card.name} card model").mel)
-        return [vocoder(m).astype(np.float32) for m in out]
+        return vocode(out, vocoder, parse(AudioConfig, card.crop["audio"], f"{card.name} card crop.audio").mel)
 
 
 register(MelSpec())

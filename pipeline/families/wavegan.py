@@ -20,7 +20,7 @@ from pipeline.families.speech import Objective, SpeechFamily, SpeechTask
 from pipeline.inference.card import ModelCard
 from pipeline.inference.vocoder import Vocoder
 from pipeline.models.audio_encoders import WaveEncoder
-from pipeline.models.config import SpeechConfig
+from pipeline.models.config import DEMO_FRONT_END, SpeechConfig
 from pipeline.models.decoders import WaveDecoder
 from pipeline.models.discriminator import MultiScaleDiscriminator
 from pipeline.models.losses import MultiResolutionSTFTLoss
@@ -107,8 +107,7 @@ class WaveGAN(SpeechFamily):
     presets = {
         "paper": {},
         "demo": {
-            "speaker_proj_dim": 32,
-            "video_stem_channels": 16, "video_widths": (16, 32, 64, 64), "video_blocks": (1, 1, 1, 1),
+            **DEMO_FRONT_END,
             "audio_channels": (16, 32, 64, 64),
             "temporal_hidden": 64, "temporal_layers": 1,
             "decoder_channels": 128,

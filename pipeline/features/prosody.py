@@ -147,3 +147,14 @@ def run_prosody(mel: MelConfig, cfg: ProsodyConfig, executor: Executor, roi_root
         }
         write_text(Path(tmp) / "prosody.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return outcome
+
+
+def train_statistics(prosody_dir: str | Path) -> dict[str, float]:
+    """The whole train split's ln(F0) (voiced frames) and energy mean and std, from the stage's `prosody.json`."""
+    path = Path(prosody_dir) / "prosody.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: run the prosody stage first")
+    stats = json.loads(path.read_text(encoding="utf-8"))["stats"]["global"]
+    if not stats["voiced_frames"]:
+        raise ValueError(f"{path}: no voiced train frames, so no ln(F0) statistics to normalise pitch with")
+    return {k: float(stats[k]) for k in ("log_f0_mean", "log_f0_std", "energy_mean", "energy_std")}

@@ -171,3 +171,14 @@ def run_units(cfg: UnitsConfig, seed: int, executor: Executor, roi_root: str | P
         }
         write_text(tmp / "units.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return outcome
+
+
+def units_info(units_dir: str | Path) -> dict[str, Any]:
+    """The unit source (`mfcc` or `hubert` with its checkpoint and layer) and the cluster count, from `units.json`."""
+    path = Path(units_dir) / "units.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: run the units stage first")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    source = meta["features"]
+    name = source["kind"] if source["kind"] == "mfcc" else f"hubert:{source['checkpoint']}:layer{source['layer']}"
+    return {"source": name, "clusters": int(meta["fit"]["clusters"])}

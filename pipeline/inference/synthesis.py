@@ -1,7 +1,8 @@
 """Synthesis of every split: a trained model over the roi shards -> `data/synth/<system>/`.
 
 Output shards mirror the roi shards' relative paths and row order (`utt_id`, packed float32
-`audio` of exactly n_frames * samples_per_frame samples, `sample_rate`); `info.json` records
+`audio` of exactly n_frames * samples_per_frame samples, `sample_rate`, and `pred_<stream>` for
+each stream the model predicted on the way, e.g. LTS's units and prosody); `info.json` records
 the model's and vocoder's sha256 and `card.json` is the model's card. The model's input
 streams (its card's `inputs`) are read joined by shard path. One shard is one executor task,
 so the same code runs in a local process pool or on a Dask cluster.
@@ -34,6 +35,8 @@ from pipeline.streams import Catalog, Stream, read_vectors
 SPLITS = ("train", "val", "test", "unseen")
 # A per-utterance stream a row may lack (the speakers stage failed on it), and the card's stand-in.
 FALLBACK = {"spk": "mean_speaker_embedding"}
+# Column prefix of what a model predicted on the way to speech (`pred_units`, ...), named by the stream it predicts.
+PREDICTED = "pred_"
 
 
 @dataclass(frozen=True)
@@ -104,11 +107,13 @@ def synthesize_shard(job: ShardJob) -> tuple[int, list[str]]:
     pending: list[tuple[str, int, dict[str, np.ndarray]]] = []
 
     def flush() -> None:
-        wavs = loaded.family.speak(loaded.model, card, _batch(streams, [it for _, _, it in pending]), vocoder)
-        for (utt, frames, _), wav in zip(pending, wavs):
+        batch = _batch(streams, [it for _, _, it in pending])
+        wavs, predicted = loaded.family.speak_with_predictions(loaded.model, card, batch, vocoder)
+        for (utt, frames, _), wav, pred in zip(pending, wavs, predicted, strict=True):
             if len(wav) != frames * spf:
                 raise ValueError(f"{utt}: synthesised {len(wav)} samples for {frames} frames")
-            rows.append({"utt_id": utt, **pack("audio", wav), "sample_rate": sr})
+            columns = {k: v for key, a in sorted(pred.items()) for k, v in pack(PREDICTED + key, a).items()}
+            rows.append({"utt_id": utt, **pack("audio", wav), "sample_rate": sr, **columns})
         pending.clear()
 
     for index, parts in enumerate(zip(*sources)):

@@ -77,3 +77,9 @@ def load_vocoder(model_dir: str | os.PathLike[str] | None, mel: MelConfig | None
             return net(torch.from_numpy(log_mel).unsqueeze(0).to(dev)).squeeze(0).float().cpu().numpy()
 
     return Vocoder(run, f"hifigan:{Path(model_dir)}", sha256_file(Path(model_dir) / WEIGHTS))
+
+
+def vocode(log_mels: np.ndarray, vocoder: Vocoder | None, mel: MelConfig) -> list[np.ndarray]:
+    """Float32 waveforms of a batch of log-mels (B, n_mels, F) through `vocoder`, or Griffin-Lim with `mel` when None."""
+    vocoder = vocoder or load_vocoder(None, mel)
+    return [vocoder(m).astype(np.float32) for m in log_mels]

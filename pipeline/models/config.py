@@ -21,10 +21,9 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class SpeechConfig:
-    """Sizes shared by the A2A/V2A families: identity, video and audio encoders, temporal module,
-    decoder statistics sets. Each family's config (pipeline.families) adds its decoder's sizes;
-    defaults are the paper's sizes, and the rates (`mel`, `samples_per_frame`, ...) come from `audio:`."""
+class VideoModelConfig:
+    """Sizes every video-input model shares: rates (from `audio:`), identity and the video front-end
+    (paper sizes: a 5x7x7 3-D conv stem and ResNet-18)."""
 
     profile: str = "paper"
     speaker_dim: int = 256
@@ -38,15 +37,6 @@ class SpeechConfig:
     video_stem_channels: int = 64
     video_widths: tuple[int, ...] = (64, 128, 256, 512)
     video_blocks: tuple[int, ...] = (2, 2, 2, 2)
-    # audio encoder: strides multiply to `encoder_steps_per_frame` (the family says of what)
-    audio_channels: tuple[int, ...] = (64, 128, 256, 512)
-    audio_strides: tuple[int, ...] = (2, 5, 8, 8)
-    # temporal module: bidirectional recurrent layers
-    temporal_hidden: int = 256
-    temporal_layers: int = 2
-    # decoder batch-norm statistics sets (one per input source) and whether affine is per set
-    norm_sets: tuple[str, ...] = ("audio", "video")
-    norm_affine_per_set: bool = False
 
     def __post_init__(self) -> None:
         # JSON hands back lists and dicts; store tuples and a MelConfig so configs hash and compare.
@@ -58,11 +48,6 @@ class SpeechConfig:
             object.__setattr__(self, "mel", MelConfig(**self.mel))
         self._validate()
 
-    @property
-    def encoder_steps_per_frame(self) -> int:
-        """What the audio encoder's strides must multiply to: its input steps per video frame."""
-        raise NotImplementedError
-
     def _validate(self) -> None:
         if self.mel.n_mels != self.n_mels:
             raise ValueError(f"n_mels {self.n_mels} differs from mel.n_mels {self.mel.n_mels}")
@@ -72,6 +57,36 @@ class SpeechConfig:
                 f"{self.samples_per_frame} samples per frame")
         if len(self.video_widths) != len(self.video_blocks):
             raise ValueError("video_widths and video_blocks need one entry per ResNet stage")
+
+
+# The demo profile's identity and video front-end, shared by every family's `demo` preset.
+DEMO_FRONT_END: dict[str, Any] = {"speaker_proj_dim": 32, "video_stem_channels": 16, "video_widths": (16, 32, 64, 64),
+                                  "video_blocks": (1, 1, 1, 1)}
+
+
+@dataclass(frozen=True)
+class SpeechConfig(VideoModelConfig):
+    """Sizes shared by the A2A/V2A families: identity, video and audio encoders, temporal module,
+    decoder statistics sets. Each family's config (pipeline.families) adds its decoder's sizes;
+    defaults are the paper's sizes, and the rates (`mel`, `samples_per_frame`, ...) come from `audio:`."""
+
+    # audio encoder: strides multiply to `encoder_steps_per_frame` (the family says of what)
+    audio_channels: tuple[int, ...] = (64, 128, 256, 512)
+    audio_strides: tuple[int, ...] = (2, 5, 8, 8)
+    # temporal module: bidirectional recurrent layers
+    temporal_hidden: int = 256
+    temporal_layers: int = 2
+    # decoder batch-norm statistics sets (one per input source) and whether affine is per set
+    norm_sets: tuple[str, ...] = ("audio", "video")
+    norm_affine_per_set: bool = False
+
+    @property
+    def encoder_steps_per_frame(self) -> int:
+        """What the audio encoder's strides must multiply to: its input steps per video frame."""
+        raise NotImplementedError
+
+    def _validate(self) -> None:
+        super()._validate()
         if len(self.audio_channels) != len(self.audio_strides):
             raise ValueError("audio_channels and audio_strides need one entry per encoder layer")
         if math.prod(self.audio_strides) != self.encoder_steps_per_frame:

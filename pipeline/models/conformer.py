@@ -1,4 +1,4 @@
-"""Conformer block (Gulati et al., 2020) whose convolution module uses a multi-stat batch norm."""
+"""Conformer blocks (Gulati et al., 2020) whose convolution module uses a multi-stat batch norm, and a stack of them."""
 from __future__ import annotations
 
 import math
@@ -75,3 +75,22 @@ class ConformerBlock(nn.Module):
         x = x + self.conv(x)
         x = x + 0.5 * self.ff2(x)
         return self.out_ln(x)
+
+
+class ConformerStack(nn.Module):
+    """Features (B, L, in_dim) -> (B, L, dim): a projection, absolute sinusoidal positions, conformer blocks."""
+
+    def __init__(self, in_dim: int, dim: int, layers: int, heads: int, ff: int, kernel: int, dropout: float,
+                 norm_sets: Sequence[str], affine_per_set: bool = False):
+        super().__init__()
+        self.inp = nn.Linear(in_dim, dim)
+        self.blocks = nn.ModuleList(
+            ConformerBlock(dim, heads, ff, kernel, dropout, norm_sets, affine_per_set) for _ in range(layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.inp(x)
+        # attention is order-blind; absolute positions complement what the convolutions see
+        x = x + sinusoid_positions(x.shape[1], x.shape[2], x.device)
+        for block in self.blocks:
+            x = block(x)
+        return x

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from pipeline.models.conformer import ConformerBlock, sinusoid_positions
+from pipeline.models.conformer import ConformerStack
 from pipeline.models.norm import MultiStatBatchNorm
 
 
@@ -64,21 +64,13 @@ class WaveDecoder(nn.Module):
         return self.net(x.transpose(1, 2)).squeeze(1)
 
 
-class MelDecoder(nn.Module):
+class MelDecoder(ConformerStack):
     """Mel-rate features (B, F, D) -> log-mel (B, n_mels, F) through conformer blocks."""
 
     def __init__(self, in_dim: int, n_mels: int, dim: int, layers: int, heads: int, ff: int, kernel: int,
                  dropout: float, norm_sets: Sequence[str], affine_per_set: bool = False):
-        super().__init__()
-        self.inp = nn.Linear(in_dim, dim)
-        self.blocks = nn.ModuleList(
-            ConformerBlock(dim, heads, ff, kernel, dropout, norm_sets, affine_per_set) for _ in range(layers))
+        super().__init__(in_dim, dim, layers, heads, ff, kernel, dropout, norm_sets, affine_per_set)
         self.out = nn.Linear(dim, n_mels)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.inp(x)
-        # attention is order-blind; absolute positions complement the recurrent temporal module
-        x = x + sinusoid_positions(x.shape[1], x.shape[2], x.device)
-        for block in self.blocks:
-            x = block(x)
-        return self.out(x).transpose(1, 2)
+        return self.out(super().forward(x)).transpose(1, 2)

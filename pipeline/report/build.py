@@ -29,7 +29,7 @@ import pandas as pd
 from pipeline.atomic import write_text
 from pipeline.audio.mel import MelConfig
 from pipeline.evaluation.evaluate import REFERENCES
-from pipeline.evaluation.metrics import SIGNAL_METRICS
+from pipeline.evaluation.metrics import FEATURE_METRICS, SIGNAL_METRICS
 from pipeline.evaluation.summary import ASRS, bootstrap_ci, paired_difference, summarize
 from pipeline.layout import Layout
 from pipeline.report import figures
@@ -40,9 +40,11 @@ from pipeline.shards import ShardReader, unpack
 
 PUBLISHED = Path(__file__).with_name("published_results.csv")
 HIGHER_IS_BETTER = {"pesq": True, "stoi": True, "estoi": True, "mcd": False, "wer_sphinx": False, "cer_sphinx": False,
-                    "wer_ctc": False, "cer_ctc": False}
+                    "wer_ctc": False, "cer_ctc": False, "unit_accuracy": True, "f0_rmse": False,
+                    "voicing_error": False, "energy_mae": False}
 LABELS = {"pesq": "PESQ", "stoi": "STOI", "estoi": "ESTOI", "mcd": "MCD dB", "wer_sphinx": "WER sphinx %",
-          "cer_sphinx": "CER sphinx %", "wer_ctc": "WER ctc %", "cer_ctc": "CER ctc %"}
+          "cer_sphinx": "CER sphinx %", "wer_ctc": "WER ctc %", "cer_ctc": "CER ctc %", "unit_accuracy": "unit accuracy",
+          "f0_rmse": "F0 RMSE Hz", "voicing_error": "voicing error", "energy_mae": "energy MAE"}
 CEILING, BASELINE = "vocoder_ceiling", "mean_mel_baseline"
 # A system beats the video-blind baseline when its paired 95% interval over it is above zero on both
 # (issue 16's criterion): STOI alone rises for outputs that carry no words.
@@ -172,7 +174,7 @@ def _cell(value: Any, ci: tuple[float, float] | None, digits: int) -> str:
 
 
 def _digits(key: str) -> int:
-    return 3 if key in ("stoi", "estoi") else (1 if key.startswith(("wer", "cer")) else 2)
+    return 3 if key in ("stoi", "estoi", "unit_accuracy", "voicing_error") else (1 if key.startswith(("wer", "cer")) else 2)
 
 
 def results_section(systems: dict[str, System], splits: Sequence[str], keys: Sequence[str], corpus: str,
@@ -231,6 +233,34 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
                 caption += (" &mdash; <span class='warn'>the papers measured all of the protocol's talkers of this "
                             "split, this run only some: their rows are not comparable</span>")
         parts.append(table(["system", "n", "unscored", *[LABELS[k] for k in keys]], rows, classes, caption=caption))
+    return "\n".join(parts)
+
+
+def features_section(systems: dict[str, System], splits: Sequence[str], seed: int) -> str:
+    """The speech features the systems that predict them predicted, against the feature stages' ground truth."""
+    head = "<h2 id='features'>Predicted features</h2>"
+    predicting = {n: s for n, s in systems.items() if any(k in s.scores for k in FEATURE_METRICS)}
+    if not predicting:
+        return head + "<p class='note'>No listed system predicts speech features.</p>"
+    parts = [head, "<p class='note'>What each system predicted on the way to speech (from video alone), against the "
+             "feature stages' ground truth of the same utterance: unit accuracy (share of 20 ms k-means units "
+             "predicted exactly; the unit source is in the system's description), F0 RMSE over the frames both call "
+             "voiced, voicing error (share of mel frames with the other voiced/unvoiced decision), energy MAE (L2 norm "
+             "of the linear mel frame). Means over scored utterances with 95% bootstrap intervals; a dash: not "
+             "predicted by that variant.</p>"]
+    for split in splits:
+        rows = []
+        for s in predicting.values():
+            part = s.scores[s.scores["split"] == split]
+            if part.empty:
+                continue
+            summary = summarize(s.scores, [split])[split]
+            rows.append([esc(s.name), str(summary["n_scored"]),
+                         *(_cell(summary.get(k), bootstrap_ci(part, k, seed), _digits(k)) if k in summary else "&ndash;"
+                           for k in FEATURE_METRICS)])
+        if rows:
+            parts.append(table(["system", "n", *[LABELS[k] for k in FEATURE_METRICS]], rows,
+                               caption=f"<b>{esc(split)}</b> split"))
     return "\n".join(parts)
 
 
@@ -584,7 +614,7 @@ def build(cfg: ReportStageConfig, inputs: ReportInputs) -> str:
                     f"{esc(cap.split)} (below {cap.threshold}). The scores of {esc(', '.join(cap.systems))} are capped "
                     "by it: they measure the vocoder as much as the model.</div>")
     body.append("<p class='note'>Sections: <a href='#answers'>answers</a> &middot; <a href='#results'>results</a> "
-                "&middot; <a href='#asr'>ASRs</a> &middot; "
+                "&middot; <a href='#features'>predicted features</a> &middot; <a href='#asr'>ASRs</a> &middot; "
                 "<a href='#ablations'>ablations</a> &middot; <a href='#listen'>listening</a> &middot; "
                 "<a href='#systems'>systems</a> &middot; <a href='#distributions'>distributions</a> &middot; "
                 "<a href='#issues'>input problems</a> &middot; <a href='#versions'>versions</a> &middot; "
@@ -592,7 +622,7 @@ def build(cfg: ReportStageConfig, inputs: ReportInputs) -> str:
     body += [answers_section(systems, report.questions, report.answer_split, headline, seed),
              results_section(systems, splits, keys, corpus, talkers, published, seed, cap)
              + headline_charts(systems, splits, headline, seed),
-             asr_section(systems, splits), ablation_section(systems, report.questions, splits, keys, seed),
+             features_section(systems, splits, seed), asr_section(systems, splits), ablation_section(systems, report.questions, splits, keys, seed),
              listening_section(systems, utts), system_sections(systems, utts, curves, cfg.mel, cap),
              distribution_section(systems, splits), issues_section(systems), versions_section(systems, talkers),
              published_section(published)]

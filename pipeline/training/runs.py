@@ -19,7 +19,9 @@ import numpy as np
 
 from pipeline.audio.mel import AudioConfig
 from pipeline.config import ConfigError, Params, fingerprint, parse, to_plain
-from pipeline.families import Family, get_family
+from pipeline.families import Family, family_of_kind, get_family
+from pipeline.features.prosody import train_statistics
+from pipeline.features.units import units_info
 from pipeline.inference.card import ModelCard
 from pipeline.inference.model_dir import inputs_digest, save_model_dir
 from pipeline.layout import Layout
@@ -49,12 +51,12 @@ def audio_config(params: Params) -> AudioConfig:
     return params.parse("audio", AudioConfig)
 
 
-def family_model(params: Params, family: Family, audio: AudioConfig) -> Any:
-    """`model.profile`'s preset of `family` with `model.overrides.<family>` applied."""
+def family_model(params: Params, family: Family, audio: AudioConfig, **data: Any) -> Any:
+    """`model.profile`'s preset of `family` with `model.overrides.<family>` applied (and `data`, fields no override sets)."""
     overrides = params.raw(f"model.overrides.{family.name}")
     if overrides is not None and not isinstance(overrides, Mapping):
         raise ConfigError(f"model.overrides.{family.name}: expected a mapping, got {overrides!r}")
-    return family.model_config(_typed(params, "model.profile", str), audio, overrides)
+    return family.model_config(_typed(params, "model.profile", str), audio, overrides, **data)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def pretrain_config(params: Params, family_name: str) -> PretrainConfig:
 
 @dataclass(frozen=True)
 class V2AConfig:
-    """Stage `train_v2a@<variant>`."""
+    """Stage `train_v2a@<variant>`, or `train_lts@<variant>`: a model trained from scratch on video."""
 
     name: str
     variant: Any  # the family's variant class; `variant.family` names the family
@@ -116,6 +118,19 @@ def v2a_config(params: Params, name: str) -> V2AConfig:
     return V2AConfig(name, variant, audio, roi_config(params), family_model(params, family, audio),
                      params.parse(f"loss.{family.name}", family.loss_class),
                      train_config(params, _typed(params, f"v2a.steps.{family.name}", int), "v2a.train"))
+
+
+LTS = "lts"  # the kind of the unit-based lip-to-speech models (Kim et al., arXiv 2308.15256)
+
+
+def lts_config(params: Params, name: str) -> V2AConfig:
+    """`lts.variants.<name>`: which parts its model has (from `model.profile` and `model.overrides.<family>`)."""
+    family = family_of_kind(LTS)
+    variant = params.parse(f"lts.variants.{name}", family.variant_class)
+    audio = audio_config(params)
+    model = family_model(params, family, audio, prosody=variant.prosody, postnet=variant.postnet)
+    return V2AConfig(name, variant, audio, roi_config(params), model, params.parse(f"loss.{family.name}", family.loss_class),
+                     train_config(params, _typed(params, "lts.steps", int), "lts.train"))
 
 
 @dataclass(frozen=True)
@@ -267,6 +282,18 @@ def train_av2a(cfg: AV2AConfig, layout: Layout) -> Path:
     family = get_family(cfg.family)
     return _train_on_video("av2a", cfg, family, layout,
                            lambda _frame: family.trained_model_config("av2a", cfg.variant, layout))
+
+
+def train_lts(cfg: V2AConfig, layout: Layout) -> Path:
+    """One LTS variant: sizes from params, the crops' channels, the units' source and count, and the train
+    split's prosody statistics (which its predictors are normalised by) from the feature stages."""
+    units = units_info(layout.features("units"))
+
+    def model_for(frame: dict[str, Any]) -> Any:
+        return dataclasses.replace(cfg.model, in_channels=frame["channels"], units_source=units["source"],
+                                   n_units=units["clusters"], **train_statistics(layout.features("prosody")))
+
+    return _train_on_video(LTS, cfg, family_of_kind(LTS), layout, model_for)
 
 
 def _train_on_video(kind: str, cfg: V2AConfig | AV2AConfig, family: Any, layout: Layout,

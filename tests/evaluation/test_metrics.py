@@ -10,7 +10,7 @@ from pipeline.config import Params, load_params
 from pipeline.corpora import espeak
 from pipeline.evaluation.checks import blocks_scoring, check_pair, check_signal, clipped_fraction
 from pipeline.evaluation.config import scoring_config
-from pipeline.evaluation.metrics import PESQ_WB_MAX, error_counts, mcd, pesq_wb, signal_metrics, stoi
+from pipeline.evaluation.metrics import PESQ_WB_MAX, error_counts, feature_metrics, mcd, pesq_wb, signal_metrics, stoi
 from pipeline.evaluation.summary import bootstrap_ci, paired_difference, summarize
 
 SR = 16000
@@ -111,3 +111,17 @@ def test_bootstrap_intervals_cover_the_mean_and_paired_differences_are_signed():
     assert lo <= 2.5 <= hi and lo < hi
     diff, dlo, dhi, n = paired_difference(a, b, "pesq")
     assert diff == pytest.approx(0.5) and dlo == pytest.approx(0.5) and dhi == pytest.approx(0.5) and n == 4
+
+
+def test_feature_metrics_of_known_predictions():
+    truth = {"units": np.array([1, 2, 3, 4]), "f0": np.array([0.0, 100.0, 200.0, 0.0], np.float32),
+             "voiced": np.array([False, True, True, False]), "energy": np.array([1.0, 2.0, 3.0, 4.0], np.float32)}
+    pred = {"units": np.array([1, 2, 0, 0]), "f0": np.array([120.0, 110.0, 0.0, 0.0], np.float32),
+            "voiced": np.array([True, True, False, False]), "energy": np.array([1.5, 2.0, 3.0, 3.0], np.float32)}
+    m = feature_metrics(pred, truth)
+    # F0 error only where both say voiced (frame 1: 10 Hz); frames 0 and 2 are voicing errors
+    assert m == {"unit_accuracy": 0.5, "f0_rmse": 10.0, "voicing_error": 0.5, "energy_mae": 0.375}
+    assert feature_metrics({"units": pred["units"]}, truth) == {"unit_accuracy": 0.5}  # a variant without prosody
+    assert np.isnan(feature_metrics({**pred, "voiced": np.zeros(4, bool)}, truth)["f0_rmse"])
+    with pytest.raises(ValueError, match="shape"):
+        feature_metrics({"units": np.zeros(3)}, truth)

@@ -140,8 +140,10 @@ def test_the_built_in_families_are_registered_and_lookups_are_strict():
 
 
 def test_a_family_nobody_registered_never_falls_back_to_another(toy):
-    # before the LTS family exists, a variant naming it stops at configuration, never trains as melspec
-    with pytest.raises(ConfigError, match="no model family 'lts'"):
+    # a variant naming a family nobody registered stops at configuration, never trains as melspec
+    with pytest.raises(ConfigError, match="no model family 'unitspeech'"):
+        v2a_config(Params(_tree(us={"family": "unitspeech"})), "us")
+    with pytest.raises(ConfigError, match="family 'lts' makes no v2a models"):  # nor as another kind's family
         v2a_config(Params(_tree(lts_full={"family": "lts"})), "lts_full")
 
     class Half(Family):  # a family that forgot how to speak cannot even be made

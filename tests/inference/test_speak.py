@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paths
@@ -22,11 +23,11 @@ from pipeline.video.roi import roi_config
 GRID = paths.GRID
 
 
-def _model_dir(path: Path, family: str, size: int = 96, kind: str = "v2a") -> Path:
+def _model_dir(path: Path, family: str, size: int = 96, kind: str = "v2a", variant: Any = None) -> Path:
     """A freshly initialised demo-size model of `family`, exported with the card train_v2a writes,
     trained (so its card says) on `size`-pixel crops."""
     fam = get_family(family)
-    variant = fam.variant_class(family, "scratch", True) if kind == "v2a" else None
+    variant = fam.variant_class(family, "scratch", True) if kind == "v2a" else variant
     task = fam.task(kind, Context(), train_cfg(1), model_cfg(family), loss(family), variant)
     state, extra = task.export()
     rng = np.random.default_rng(0)
@@ -69,6 +70,16 @@ def test_speak_melspec_with_a_reference_voice_and_griffin_lim(clip, tmp_path, ca
     assert f"GE2E embedding of {reference}" in err and "vocoder griffin_lim" in err
     audio, sr = sf.read(str(out))
     assert sr == 16000 and len(audio) == 75 * 640 and np.abs(audio).max() > 0
+
+
+def test_speak_lts_from_the_video_alone(clip, tmp_path, capsys):
+    variant = get_family("lts").variant_class(True, True, 0.667)
+    model = _model_dir(tmp_path / "lts", "lts", kind="lts", variant=variant)
+    out = tmp_path / "out.wav"
+    assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(out), "--vocoder", str(tmp_path / "none")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["kind"], summary["family"], summary["samples"]) == ("lts", "lts", 75 * 640)
+    assert sf.info(str(out)).frames == 75 * 640
 
 
 def test_speak_crops_as_the_card_says_not_as_params_yaml(clip, tmp_path, capsys):

@@ -16,8 +16,17 @@ from eval_world import QUESTION, REPO, VARIANTS, eval_world_fixture, merged, wor
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.evaluation.summary import paired_difference
 from pipeline.layout import Layout
-from pipeline.report.build import (NOT_A_FINDING, PUBLISHED, ReportInputs, System, describe, load_systems, results_section,
-                                   write_report)
+from pipeline.report.build import (
+    NOT_A_FINDING,
+    PUBLISHED,
+    ReportInputs,
+    System,
+    describe,
+    features_section,
+    load_systems,
+    results_section,
+    write_report,
+)
 from pipeline.report.talkers import Coverage, coverage
 from stages import report as report_stage
 
@@ -55,17 +64,19 @@ def _page(cfg: report_stage.ReportStageConfig, layout: Layout, name: str = "repo
 def test_the_repository_questions_name_systems_of_its_report():
     tree = load_params(REPO / "params.yaml")
     cfg = report_stage.configure(Params(tree)).report
-    # today's systems: every V2A and AV2A variant and every AV2A given one modality
-    av2a = tree["av2a"]
-    assert set(cfg.systems) == set(tree["v2a"]["variants"]) | set(av2a["variants"]) | set(av2a["robustness"])
-    assert len(cfg.questions) == 16 and cfg.questions[0].question == QUESTION["question"]
+    # today's systems: every V2A, AV2A and LTS variant and every AV2A given one modality
+    av2a, lts = tree["av2a"], tree["lts"]["variants"]
+    assert set(cfg.systems) == set(tree["v2a"]["variants"]) | set(av2a["variants"]) | set(av2a["robustness"]) | set(lts)
+    assert len(cfg.questions) == 19 and cfg.questions[0].question == QUESTION["question"]
     assert (cfg.questions[6].a, cfg.questions[6].b) == ("melspec_pretrained_frozen_sharedbn", "melspec_pretrained_frozen")
     bases = {v["base"] for v in av2a["variants"].values()}
-    for q in cfg.questions[7:]:  # AV2A questions pair systems of one family
+    for q in cfg.questions[7:16]:  # AV2A questions pair systems of one family
         assert {q.a, q.b} <= {*av2a["variants"], *av2a["robustness"], *bases}
         assert len({tree["v2a"]["variants"].get(s, av2a["variants"].get(s, {})).get("family") for s in (q.a, q.b)} - {None}) == 1
-    for q in cfg.questions[12:]:  # robustness: an AV2A against itself given one modality
+    for q in cfg.questions[12:16]:  # robustness: an AV2A against itself given one modality
         assert av2a["robustness"][q.b]["av2a"] == q.a
+    for q in cfg.questions[16:]:  # LTS: the full model against an ablation of it, or against the best V2A
+        assert q.b == "lts_full" and q.a in {*lts, "melspec_pretrained_finetuned"}
 
 
 def test_a_question_must_name_systems_the_report_lists():
@@ -290,3 +301,19 @@ def test_a_system_line_spells_out_nested_settings_as_dotted_keys():
     assert "base.name: <b>melspec_scratch</b>" in line
     assert f"base.sha256: <b>{'ab' * 8}</b>" in line
     assert "{" not in line
+
+
+def test_predicted_features_are_tabled_for_the_systems_that_predict_them():
+    def system(name: str, **features: float) -> System:
+        rows = [{"utt_id": f"u{i}", "split": "test", "scored": True, "issue_kinds": [], "pesq": 1.0, "stoi": 0.5,
+                 "estoi": 0.2, "mcd": 9.0, **{k: v + 0.01 * i for k, v in features.items()}} for i in range(4)]
+        return System(name, pd.DataFrame(rows), {}, {})
+
+    systems = {"v2a": system("v2a"), "lts": system("lts", unit_accuracy=0.5, f0_rmse=20.0, voicing_error=0.1,
+                                                  energy_mae=0.3),
+               "lts_units_only": system("lts_units_only", unit_accuracy=0.4)}
+    html = features_section(systems, ["test"], 0)
+    assert "lts_units_only" in html and ">v2a<" not in html
+    assert "0.515" in html and "20.02" in html  # means over the utterances, with their digits
+    assert html.count("&ndash;") == 3  # the prosody a units-only variant does not predict
+    assert "No listed system" in features_section({"v2a": systems["v2a"]}, ["test"], 0)

@@ -29,7 +29,7 @@ TREE = load_params(REPO / "params.yaml")
 # Sections whose keys name things (a protocol, a variant, a voice): a new key there is a new item,
 # not a typo, so no typo is planted directly inside them (their items' fields are still checked).
 NAMED_ITEMS = {"protocols", "recipes", "v2a.variants", "pretrain.families", "corpus.demo.speakers", "v2a.steps",
-               "av2a.variants", "av2a.steps", "av2a.robustness"}
+               "av2a.variants", "av2a.steps", "av2a.robustness", "lts.variants"}
 
 
 def _lookup(tree: Mapping[str, Any], dotted: str) -> Any:
