@@ -36,6 +36,8 @@ from pipeline.training.config import TrainConfig
 from pipeline.training.procedures import AV2AVariant, audio_for_step, draw_modality
 from pipeline.training.task import Context, Task, Validation, adamw, schedule
 
+BASE_KIND = "v2a"  # an AV2A starts from a trained model of this kind (its base)
+
 DecoderInit = Literal["scratch", "pretrained_frozen", "pretrained_finetuned"]
 
 
@@ -176,7 +178,6 @@ class SpeechFamily(Family):
     reads = {"a2a": ("audio", "spk"), "v2a": ("video", "audio", "spk"), "av2a": ("video", "audio", "spk", "synth")}
     inputs = {"a2a": ("audio", "spk"), "v2a": ("video", "spk"), "av2a": ("video", "synth", "spk")}
     variant_class = SpeechVariant
-    _prepare = {"a2a": audio_input, "v2a": video_input}
 
     @abstractmethod
     def audio_encoder(self, cfg: Any) -> nn.Module:
@@ -228,11 +229,11 @@ class SpeechFamily(Family):
 
     def base_model(self, variant: AV2AVariant, layout: Layout) -> tuple[Mapping[str, Tensor], ModelCard, dict[str, Any]]:
         """The base V2A of an AV2A `variant`: weights, card and identity (a clear error if it is not this family's V2A)."""
-        base_dir = layout.model("v2a", variant.base)
+        base_dir = layout.model(BASE_KIND, variant.base)
         if not (base_dir / WEIGHTS).is_file():
             raise FileNotFoundError(f"AV2A base {variant.base!r}: no trained V2A at {base_dir} (run train_v2a@{variant.base})")
         state, card = load_model_dir(base_dir)
-        if card.kind != "v2a" or card.family != self.name or card.name != variant.base:
+        if (card.kind, card.family, card.name) != (BASE_KIND, self.name, variant.base):
             raise ValueError(f"AV2A base {base_dir} holds {card.kind} {card.family}/{card.name}, "
                              f"not the {self.name} V2A {variant.base!r}")
         return state, card, {"name": variant.base, "path": str(base_dir), "sha256": sha256_file(base_dir / WEIGHTS)}
@@ -255,8 +256,10 @@ class SpeechFamily(Family):
         return Init(model.state_dict(), {"base": base, "a2a": dict(a2a.identity)})
 
     def train_streams(self, kind: str, catalog: Catalog, variant: Any = None) -> tuple[Stream, ...]:
-        if kind != "av2a":
-            return super().train_streams(kind, catalog, variant)
+        own = {"av2a": self._av2a_streams}  # kinds reading more than the catalog's own streams
+        return own[kind](catalog, variant) if kind in own else super().train_streams(kind, catalog, variant)
+
+    def _av2a_streams(self, catalog: Catalog, variant: AV2AVariant) -> tuple[Stream, ...]:
         _, _, base = self.base_model(variant, catalog.layout)
         return (*catalog.get("video", "audio", "spk"), _base_synthesis(catalog, base))
 
@@ -313,8 +316,9 @@ class SpeechFamily(Family):
 
     def load(self, card: ModelCard, state: Mapping[str, Tensor]) -> nn.Module:
         where = f"{card.name} card model"
-        cfg = (AV2AModelConfig(parse(self.config_class, card.model["base"], where), card.model["fusion"])
-               if card.kind == "av2a" else parse(self.config_class, card.model, where))
+        configs = {"av2a": lambda: AV2AModelConfig(parse(self.config_class, card.model["base"], where),
+                                                   card.model["fusion"])}  # kinds whose card nests the base's sizes
+        cfg = configs[card.kind]() if card.kind in configs else parse(self.config_class, card.model, where)
         model = self.build(card.kind, cfg)
         model.load_state_dict(state)
         set_norm_stats(model, card.extra["norm_stats"])
@@ -323,12 +327,20 @@ class SpeechFamily(Family):
     def speak(self, model: nn.Module, card: ModelCard, batch: Mapping[str, Tensor],
               vocoder: Vocoder | None) -> list[np.ndarray]:
         device = next(model.parameters()).device
-        spk = batch["spk"].to(device)
+        forwards = {"a2a": _one_input(audio_input), "v2a": _one_input(video_input), "av2a": _av2a_forward}
         with torch.no_grad():
-            if card.kind == "av2a":  # video plus the base V2A's synthesis; a card listing one of them scores that alone
-                video = video_input(batch).to(device) if "video" in card.inputs else None
-                audio = batch["synth"].float().to(device) if "synth" in card.inputs else None
-                out = model(video, audio, spk, av2a_modality(card.inputs))
-            else:
-                out = model(self._prepare[card.kind](batch).to(device), spk)
+            out = forwards[card.kind](model, card, batch, device)
         return self.waveforms(out.float().cpu().numpy(), card, vocoder)
+
+
+def _one_input(prepare: Callable[[Mapping[str, Tensor]], Tensor]) -> Callable[..., Tensor]:
+    def forward(model: nn.Module, card: ModelCard, batch: Mapping[str, Tensor], device: torch.device) -> Tensor:
+        return model(prepare(batch).to(device), batch["spk"].to(device))
+    return forward
+
+
+def _av2a_forward(model: nn.Module, card: ModelCard, batch: Mapping[str, Tensor], device: torch.device) -> Tensor:
+    """Video plus the base V2A's synthesis; a card listing one of them scores that alone."""
+    video = video_input(batch).to(device) if "video" in card.inputs else None
+    audio = batch["synth"].float().to(device) if "synth" in card.inputs else None
+    return model(video, audio, batch["spk"].to(device), av2a_modality(card.inputs))
