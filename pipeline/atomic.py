@@ -47,6 +47,16 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def check_output(path: str | os.PathLike[str], suffix: str) -> None:
+    """Refuse, before any work, an output path that would not get what is written: another format's
+    extension (the bytes would not be what the name says) or an existing directory."""
+    final = Path(path)
+    if final.suffix.lower() != suffix:
+        raise ValueError(f"{final}: the output is written as {suffix}; name it *{suffix}")
+    if final.is_dir():
+        raise ValueError(f"{final} is a directory; name the {suffix} file to write")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

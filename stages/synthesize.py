@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from pipeline.config import ConfigError, Params
@@ -27,16 +28,22 @@ def configure(params: Params, key: str | None = None, kind: str = KIND) -> Synth
     return synthesize_config(params, kind, key)
 
 
-def main(argv: list[str] | None = None, stage: str = STAGE, kind: str = KIND,
-         configured: Callable[[Params, str | None], SynthesizeConfig] | None = None) -> int:
-    """`configured`: the stage's own configure (default: this module's for `kind`)."""
+def configure_evaluated(params: Params, key: str | None, kind: str) -> SynthesizeConfig:
+    """As `configure`, but only the evaluated splits (`evaluate.splits`): for models whose speech of the
+    training splits nothing reads (AV2A, LTS; a V2A's is its AV2A's training input)."""
+    return replace(configure(params, key, kind), splits=tuple(params.raw("evaluate.splits")))
+
+
+def main(argv: list[str] | None = None, stage: str = STAGE,
+         configured: Callable[[Params, str | None], SynthesizeConfig] = configure) -> int:
+    """`configured`: the stage's own configure."""
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print(f"usage: python -m stages.{stage} VARIANT", file=sys.stderr)
         return 2
     # Idle OpenMP threads yield the CPU instead of spinning (read when torch loads).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    cfg = load_config(stage, configured or (lambda params, key: configure(params, key, kind)), argv[0])
+    cfg = load_config(stage, configured, argv[0])
     if cfg is None:
         return 2
     from pipeline.inference.synthesis import synthesize_system

@@ -4,26 +4,17 @@ The AV2A reads the video and its base V2A's synthesis (data/synth/<base>/), neve
 """
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING
+from functools import partial
 
-from pipeline.config import Params
 from stages import synthesize
-
-if TYPE_CHECKING:
-    from pipeline.inference.synthesis import SynthesizeConfig
 
 STAGE = "synthesize_av2a"
 KIND = "av2a"
-
-
-def configure(params: Params, key: str | None = None) -> SynthesizeConfig:
-    # Nothing reads an AV2A's speech of the training splits: only the evaluated splits are spoken.
-    return replace(synthesize.configure(params, key, KIND), splits=tuple(params.raw("evaluate.splits")))
+configure = partial(synthesize.configure_evaluated, kind=KIND)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return synthesize.main(argv, STAGE, KIND)
+    return synthesize.main(argv, STAGE, configure)
 
 
 if __name__ == "__main__":

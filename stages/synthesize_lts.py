@@ -1,4 +1,5 @@
-"""Stage `synthesize_lts@<variant>`: every split through models/lts/<variant> -> data/synth/<variant>/.
+"""Stage `synthesize_lts@<variant>`: the evaluated splits (`evaluate.splits`) through models/lts/<variant>
+-> data/synth/<variant>/.
 
 The model reads the video and the speaker conditioning only; the units and prosody it predicted go
 into the synthesis shards beside the audio (docs/DATA.md), for evaluation to score.
@@ -11,8 +12,12 @@ from stages import synthesize
 
 STAGE = "synthesize_lts"
 KIND = "lts"
-configure = partial(synthesize.configure, kind=KIND)
-main = partial(synthesize.main, stage=STAGE, kind=KIND)
+configure = partial(synthesize.configure_evaluated, kind=KIND)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return synthesize.main(argv, STAGE, configure)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -38,7 +38,7 @@ def configure(params: Params, key: str | None = None) -> SynthesizeConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return synthesize.main(argv, STAGE, KIND, configure)
+    return synthesize.main(argv, STAGE, configure)
 
 
 if __name__ == "__main__":

@@ -39,9 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read(path: Path) -> tuple[np.ndarray, int]:
+    """The file's audio, or exit with a one-line reason (checked for both files before any scoring)."""
     if not path.is_file():
         raise SystemExit(f"v2s score: no such file: {path}")
-    data, sr = sf.read(os.fspath(path), dtype="float32", always_2d=False)
+    try:
+        data, sr = sf.read(os.fspath(path), dtype="float32", always_2d=False)
+    except (sf.LibsndfileError, RuntimeError) as exc:  # an empty file, a video, any non-audio bytes
+        raise SystemExit(f"v2s score: {path} is not an audio file soundfile reads ({str(exc).splitlines()[0]}); "
+                         "give a wav (extract a video's track first)") from None
     return to_mono(data), int(sr)
 
 

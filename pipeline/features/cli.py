@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, check_output
 from pipeline.audio.io import read_media_audio
 from pipeline.features.speakers import ENCODER_SAMPLE_RATE, embed
 
@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Embed `args.file` and save the vector; exit code 1 with a message when that is impossible."""
+    try:
+        check_output(args.output, ".npy")
+    except ValueError as exc:
+        print(f"v2s embed: {exc}", file=sys.stderr)
+        return 1
     try:
         vector = embed(read_media_audio(args.file, ENCODER_SAMPLE_RATE), ENCODER_SAMPLE_RATE)
     except (RuntimeError, ValueError) as exc:

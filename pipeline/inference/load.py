@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from torch import nn
 from pipeline.audio.mel import AudioConfig
 from pipeline.config import parse
 from pipeline.inference.card import ModelCard
-from pipeline.inference.model_dir import WEIGHTS, load_model_dir, sha256_file
+from pipeline.inference.model_dir import WEIGHTS, CheckpointError, load_model_dir, sha256_file
 from pipeline.inference.vocoder import Vocoder, resolve_device
 
 
@@ -51,8 +52,28 @@ def load_model(model_dir: str | os.PathLike[str], device: str | torch.device | N
         raise ValueError(f"{model_dir} holds a {card.kind} model, not one of a model family")
     family = get_family(card.family)
     dev = resolve_device(device)
-    model = family.load(card, state).to(dev)
+    try:
+        model = family.load(card, state).to(dev)
+    except RuntimeError as exc:  # load_state_dict lists every key; one line says what is wrong
+        raise CheckpointError(f"{Path(model_dir) / WEIGHTS} does not fit the {card.family} model its card describes "
+                              f"({state_dict_mismatch(exc)})") from exc
     return LoadedModel(model, card, sha256_file(Path(model_dir) / WEIGHTS), dev, family)
+
+
+def state_dict_mismatch(exc: RuntimeError) -> str:
+    """`load_state_dict`'s error (every key listed) in one line: counts of missing, unexpected and
+    other-shape tensors, and the first of them."""
+    counts, first = {}, None
+    for line in str(exc).splitlines()[1:]:
+        line = line.strip()
+        for kind, prefix in (("missing", "Missing key(s)"), ("unexpected", "Unexpected key(s)"), ("of another shape", "size mismatch for ")):
+            if line.startswith(prefix):
+                names = re.findall(r'"([^"]+)"', line) if kind != "of another shape" else [line[len(prefix):].split(":")[0]]
+                counts[kind] = counts.get(kind, 0) + len(names)
+                first = first or names[0] if names else first
+    if not counts:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items()) + f"; first: {first}"
 
 
 def load_base_model(card: ModelCard, device: str | torch.device | None = None) -> LoadedModel:

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DEFAULT_VOCODER = Path("models/vocoder")
+from pipeline.inference.model_dir import WEIGHTS
+
+GRIFFIN_LIM = "griffin_lim"
 # What `speak` can give a model: the crops of the video, a voice, and the synthesis of the model's base
 # (an AV2A's base V2A, named by its card) speaking the same crops first.
 PROVIDES = ("video", "spk", "synth")
@@ -29,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, required=True, help="a trained model directory (e.g. models/v2a/<variant>)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="OUT.wav (16-bit PCM at the model's rate)")
     parser.add_argument("--reference", type=Path, help="audio or video of the voice to speak with (its GE2E embedding)")
-    parser.add_argument("--vocoder", type=Path, default=DEFAULT_VOCODER,
-                        help=f"mel-spectrogram models: HiFi-GAN directory (default {DEFAULT_VOCODER}; Griffin-Lim if absent)")
+    parser.add_argument("--vocoder", help="mel-spectrogram models: a HiFi-GAN directory or griffin_lim "
+                        "(default: the model's own, the vocoder/ beside models/<kind>/ in its checkout)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
 
 
@@ -46,8 +48,22 @@ def speaker_embedding(reference: Path | None, mean: np.ndarray | None, sample_ra
     return mean, "the mean training-speaker embedding stored with the model (no --reference given)"
 
 
+def vocoder_path(arg: str | None, model: Path) -> Path | None:
+    """The HiFi-GAN directory `--vocoder` names (None: Griffin-Lim), by default the one the pipeline trained
+    beside the model (models/<kind>/<name> -> models/vocoder), wherever the command runs; one that is not
+    there is an error, never a silent switch to Griffin-Lim."""
+    if arg == GRIFFIN_LIM:
+        return None
+    path = Path(arg) if arg is not None else model.resolve().parent.parent / "vocoder"
+    if not (path / WEIGHTS).is_file():
+        how = "--vocoder" if arg is not None else f"the model's own vocoder ({path})"
+        raise FileNotFoundError(f"{how}: no HiFi-GAN weights in {path}; pass --vocoder DIR or --vocoder {GRIFFIN_LIM}")
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     """Speak one video; print where the voice came from and a one-line JSON summary, or a reason and exit 1."""
+    from pipeline.atomic import check_output
     from pipeline.audio.io import write_wav
     from pipeline.config import ConfigError, parse
     from pipeline.inference.load import load_base_model, load_model
@@ -58,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
+        check_output(args.output, ".wav")
         loaded = load_model(args.model, args.device)
         card = loaded.card
         if "video" not in card.inputs or set(card.inputs) - set(PROVIDES):
@@ -74,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"v2s speak: voice from {source}", file=sys.stderr)
         vocoder = None
         if loaded.family.vocoded:
-            vocoder = load_vocoder(args.vocoder, loaded.audio.mel, loaded.device)
+            vocoder = load_vocoder(vocoder_path(args.vocoder, args.model), loaded.audio.mel, loaded.device)
             print(f"v2s speak: vocoder {vocoder.name}", file=sys.stderr)
         # the stored (T, H, W, C) crops as a channels-first view, as synthesis hands them over
         batch = {"video": torch.from_numpy(crops[None]).permute(0, 1, 4, 2, 3),
@@ -82,13 +99,16 @@ def run(args: argparse.Namespace) -> int:
         if "synth" in card.inputs:  # the chain: the base speaks from the video, then this model from both
             base = load_base_model(card, loaded.device)
             if base.family.vocoded and vocoder is None:
-                vocoder = load_vocoder(args.vocoder, base.audio.mel, base.device)
+                vocoder = load_vocoder(vocoder_path(args.vocoder, args.model), base.audio.mel, base.device)
             batch["synth"] = torch.from_numpy(base.speak(batch, vocoder)[0][None])
             print(f"v2s speak: input audio from base {base.card.kind} {base.card.name} (sha256 {base.sha256[:12]})",
                   file=sys.stderr)
         wav = loaded.speak(batch, vocoder)[0]
-    except (ClipError, CheckpointError, ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError, KeyError) as exc:
+    except ClipError as exc:
         print(f"v2s speak: {args.video}: {exc}", file=sys.stderr)
+        return 1
+    except (CheckpointError, ConfigError, FileNotFoundError, OSError, RuntimeError, ValueError, KeyError) as exc:
+        print(f"v2s speak: {exc}", file=sys.stderr)  # these name their file (model, vocoder, reference) themselves
         return 1
     peak = float(np.abs(wav).max()) if wav.size else 0.0
     write_wav(args.output, wav / max(1.0, peak), sr)  # scale down rather than clip a loud Griffin-Lim output

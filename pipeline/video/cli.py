@@ -11,7 +11,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline.atomic import atomic_path, check_output
 from pipeline.audio.io import write_wav
 from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.video.decode import ClipError
@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Crop one video; print a one-line JSON summary, or a one-line reason and exit 1."""
     start = time.perf_counter()
+    try:
+        check_output(args.output, ".npz")
+        if args.preview is not None:
+            check_output(args.preview, ".mp4")
+    except ValueError as exc:
+        print(f"v2s crop: {exc}", file=sys.stderr)
+        return 1
     try:
         cfg = roi_config(Params(load_params(args.params)))
     except (OSError, ValueError) as exc:  # ConfigError is a ValueError

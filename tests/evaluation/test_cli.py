@@ -75,3 +75,19 @@ def test_score_uses_the_working_directorys_params_strictly(wavs, capsys, monkeyp
     (tmp_path / "params.yaml").write_text(text.replace("    silence_dbfs: -60.0 ", "    silence_db: -60.0 "))
     assert cli_main(args) == 2
     assert "unknown key evaluate.checks.silence_db (did you mean 'silence_dbfs'?)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["empty.wav", "video"])
+def test_score_refuses_a_non_audio_file_in_one_line(wavs, tmp_path, monkeypatch, bad):
+    monkeypatch.chdir(tmp_path)
+    if bad == "video":
+        if not (paths.GRID / "bbaf2n.mpg").is_file():
+            paths.missing_grid()
+        path = paths.GRID / "bbaf2n.mpg"
+    else:
+        path = tmp_path / bad
+        path.write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["score", "--ref", str(wavs["ref"]), "--hyp", str(path), "--no-sphinx"])
+    message = str(stop.value)
+    assert message.startswith(f"v2s score: {path} is not an audio file") and "\n" not in message

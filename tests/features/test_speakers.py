@@ -177,3 +177,6 @@ def test_embed_cli_on_a_video_file(tmp_path, capsys):
     (tmp_path / "broken.mp4").write_bytes(b"not a video")
     assert v2s(["embed", str(tmp_path / "broken.mp4"), "-o", str(tmp_path / "x.npy")]) == 1
     assert "cannot read audio" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
+    # an output name that would not hold .npy bytes is refused before reading anything
+    assert v2s(["embed", str(tmp_path / "broken.mp4"), "-o", str(tmp_path / "x.txt")]) == 1
+    assert "written as .npy; name it *.npy" in capsys.readouterr().err and not (tmp_path / "x.txt").exists()

@@ -64,7 +64,7 @@ def test_speak_melspec_with_a_reference_voice_and_griffin_lim(clip, tmp_path, ca
     out = tmp_path / "out.wav"
     reference = GRID / "lbax4n.mpg"
     args = ["speak", str(clip), "--model", str(model), "-o", str(out), "--reference", str(reference),
-            "--vocoder", str(tmp_path / "no-vocoder")]
+            "--vocoder", "griffin_lim"]
     assert cli_main(args) == 0
     err = capsys.readouterr().err
     assert f"GE2E embedding of {reference}" in err and "vocoder griffin_lim" in err
@@ -76,7 +76,7 @@ def test_speak_lts_from_the_video_alone(clip, tmp_path, capsys):
     variant = get_family("lts").variant_class(True, True, 0.667)
     model = _model_dir(tmp_path / "lts", "lts", kind="lts", variant=variant)
     out = tmp_path / "out.wav"
-    assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(out), "--vocoder", str(tmp_path / "none")]) == 0
+    assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(out), "--vocoder", "griffin_lim"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (summary["kind"], summary["family"], summary["samples"]) == ("lts", "lts", 75 * 640)
     assert sf.info(str(out)).frames == 75 * 640
@@ -162,3 +162,42 @@ def test_speak_refuses_a_missing_or_changed_base(clip, tmp_path, capsys):
     (base / "model.pt").unlink()
     assert cli_main(["speak", str(clip), "--model", str(av2a), "-o", str(tmp_path / "o.wav")]) == 1
     assert "base model of 'av2a_test' missing" in capsys.readouterr().err
+
+
+def test_speak_refuses_a_vocoder_it_cannot_find_before_any_work(clip, tmp_path, capsys):
+    model = _model_dir(tmp_path / "models" / "v2a" / "melspec_test", "melspec")
+    out = tmp_path / "out.wav"
+    # mistyped --vocoder: an error, not Griffin-Lim
+    assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(out), "--vocoder", str(tmp_path / "vocodr")]) == 1
+    assert "--vocoder: no HiFi-GAN weights in" in capsys.readouterr().err and not out.exists()
+    # no --vocoder: the model's own (models/vocoder beside it), found from any working directory
+    assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"the model's own vocoder ({tmp_path / 'models' / 'vocoder'})" in err and "--vocoder griffin_lim" in err
+
+
+@pytest.mark.parametrize("name, reason", [("out.mp3", "written as .wav; name it *.wav"), ("a_dir", "is a directory")])
+def test_speak_refuses_an_output_that_would_not_get_a_wav(clip, tmp_path, capsys, name, reason, monkeypatch):
+    (tmp_path / "a_dir.wav").mkdir()
+    out = tmp_path / (name if name.endswith(".mp3") else "a_dir.wav")
+    crops = []
+    monkeypatch.setattr("pipeline.video.roi.crop_clip", lambda *a, **k: crops.append(1))
+    assert cli_main(["speak", str(clip), "--model", str(tmp_path / "none"), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert reason in err and err.count("\n") == 1 and crops == []  # refused before loading or cropping
+
+
+def test_speak_names_the_model_when_its_weights_are_bad(clip, tmp_path, capsys):
+    import torch
+
+    model = _model_dir(tmp_path / "wavegan", "wavegan")
+    state = torch.load(model / "model.pt", weights_only=True)
+    torch.save({k: v[..., :1] if v.ndim > 1 else v for k, v in state.items()}, model / "model.pt")  # other widths
+    assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(tmp_path / "o.wav")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 400 and str(clip) not in err
+    assert f"{model / 'model.pt'} does not fit the wavegan model its card describes" in err and "of another shape; first:" in err
+    (model / "model.pt").write_bytes(b"truncated")
+    assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(tmp_path / "o.wav")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot read checkpoint {model / 'model.pt'}" in err and str(clip) not in err

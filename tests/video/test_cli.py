@@ -137,3 +137,17 @@ def test_face_alignment_without_weights_says_what_to_place_where(tmp_path, capsy
     folder = tmp_path / "torch" / "hub" / "checkpoints"
     assert "place s3fd-619a316812.pth and 2DFAN4-11f355bf06.pth.tar (from https://" in err
     assert err.strip().endswith(f") in {folder}") and folder.is_dir()
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["-o", "x.npy"], "written as .npz; name it *.npz"),
+    (["-o", "d.npz"], "d.npz is a directory"),
+    (["-o", "x.npz", "--preview", "p.gif"], "written as .mp4; name it *.mp4"),
+])
+def test_crop_refuses_an_output_name_before_the_work(tmp_path, capsys, monkeypatch, args, reason):
+    (tmp_path / "d.npz").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pipeline.video.cli.crop_clip", lambda *a, **k: pytest.fail("cropped before refusing"))
+    code, out, err = crop(capsys, grid_clip(), *args)
+    assert code == 1 and out == "" and reason in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]  # nothing written, hidden or not
