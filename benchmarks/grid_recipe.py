@@ -4,10 +4,11 @@
 
 RUN_DIR is a checkout where the data stages ran on GRID (`dvc repro speakers` with the corpus set,
 e.g. speaker s1). The trial trains one stage item (`train_v2a melspec_scratch`, `pretrain_a2a
-melspec`) in RUN_DIR/trials/NAME with RUN_DIR's params, the active recipe applied, and the given
-values changed; `--a2a DIR` takes the A2A models of an earlier trial. A V2A trial then speaks the
-val split and scores it against ground truth: STOI, ESTOI and, when RUN_DIR has trained the CTC ASR,
-its WER. One JSON line per trial goes to docs/grid_recipe_trials.jsonl, which docs/RESULTS.md lists.
+melspec`, `train_lts lts_full`, `train_av2a melspec_baseline`) in RUN_DIR/trials/NAME with RUN_DIR's
+params, the active recipe applied, and the given values changed; `--a2a DIR` takes the A2A models of
+an earlier trial. An AV2A trial reads RUN_DIR's trained V2A models and their synthesis (its base's).
+A V2A, LTS or AV2A trial then speaks the val split and scores it against ground truth: STOI, ESTOI
+and, when RUN_DIR has trained the CTC ASR, its WER. One JSON line per trial goes to docs/grid_recipe_trials.jsonl, which docs/RESULTS.md lists.
 """
 from __future__ import annotations
 
@@ -27,9 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 TRIALS = REPO / "docs" / "grid_recipe_trials.jsonl"
 SHARED_DATA = ("data/roi", "data/manifest.parquet", "data/features/units", "data/features/speakers",
                "data/features/prosody")
+KINDS = {"train_v2a": "v2a", "train_lts": "lts", "train_av2a": "av2a"}  # stages whose models speak
+READS_V2A = ("models/v2a", "data/synth")  # what an AV2A trial takes from RUN_DIR: its base and the base's speech
 
 
-def trial_dir(run: Path, name: str, overrides: list[str], a2a: Path | None) -> Path:
+def trial_dir(run: Path, name: str, overrides: list[str], a2a: Path | None, stage: str) -> Path:
     """RUN_DIR's data and this checkout's code under RUN_DIR/trials/NAME, with the trial's params."""
     from pipeline.config import RECIPE, apply_recipe, load_params
 
@@ -39,7 +42,7 @@ def trial_dir(run: Path, name: str, overrides: list[str], a2a: Path | None) -> P
     for p in ("stages", "pipeline", "dvc.yaml"):
         if not (d / p).exists():
             os.symlink(REPO / p, d / p)
-    for p in SHARED_DATA:
+    for p in SHARED_DATA + (READS_V2A if stage == "train_av2a" else ()):
         if not (d / p).exists():
             os.symlink(run.resolve() / p, d / p)
     if a2a is not None and not (d / "models" / "a2a").exists():
@@ -67,8 +70,8 @@ def _merged(base: dict, over: dict) -> dict:
     return out
 
 
-def score_val(d: Path, variant: str, run: Path) -> dict[str, float]:
-    """STOI/ESTOI (and CTC WER) of the trained V2A on every val utterance."""
+def score_val(d: Path, kind: str, variant: str, run: Path) -> dict[str, float]:
+    """STOI/ESTOI (and CTC WER) of the trained model on every val utterance."""
     from pipeline.evaluation.asr_ctc import CTCASR
     from pipeline.evaluation.metrics import error_counts, rate
     from pipeline.inference.synthesis import ShardJob, synthesize_shard
@@ -85,7 +88,7 @@ def score_val(d: Path, variant: str, run: Path) -> dict[str, float]:
         rel = shard.relative_to(layout.roi / "shards").as_posix()
         out = d / "val_synth" / rel
         out.parent.mkdir(parents=True, exist_ok=True)
-        synthesize_shard(ShardJob(str(layout.model("v2a", variant)), str(vdir) if vdir else None, str(d), rel,
+        synthesize_shard(ShardJob(str(layout.model(kind, variant)), str(vdir) if vdir else None, str(d), rel,
                                   str(out), 8, "cpu"))
         truth = {r["utt_id"]: (np.array(unpack(r, "audio")), r["transcript"])
                  for r in ShardReader(shard).iter_rows(["utt_id", "audio", "transcript"])}
@@ -108,14 +111,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("name")
-    parser.add_argument("stage", choices=["train_v2a", "pretrain_a2a"])
+    parser.add_argument("stage", choices=["pretrain_a2a", *KINDS])
     parser.add_argument("item")
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--a2a", type=Path, help="a trial directory whose models/a2a this one uses")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "0")) or None)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    d = trial_dir(args.run, args.name, args.overrides, args.a2a)
+    d = trial_dir(args.run, args.name, args.overrides, args.a2a, args.stage)
     env = dict(os.environ, PYTHONPATH=str(REPO), **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     start = time.perf_counter()
     with open(d / "train.log", "w", encoding="utf-8") as log:
@@ -127,8 +130,8 @@ def main() -> int:
         return rc
     record = {"name": args.name, "stage": args.stage, "variant": args.item, "overrides": args.overrides,
               "train_s": seconds, "threads": args.threads}
-    if args.stage == "train_v2a":
-        record.update(score_val(d, args.item, args.run))
+    if args.stage in KINDS:
+        record.update(score_val(d, KINDS[args.stage], args.item, args.run))
     print(json.dumps(record))
     with open(TRIALS, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")

@@ -39,6 +39,10 @@ from pipeline.report.talkers import Coverage, coverage
 from pipeline.shards import ShardReader, unpack
 
 PUBLISHED = Path(__file__).with_name("published_results.csv")
+# Our `pesq` is wide-band at 16 kHz; a paper's PESQ is comparable with it only under the same convention.
+OUR_PESQ = "pesq_wb"
+PESQ_CONVENTIONS = {"pesq_wb": "wide-band, 16 kHz", "pesq_nb8k": "narrow-band at 8 kHz",
+                    "pesq_nb16k": "narrow-band at 16 kHz", "not stated": "the paper does not say which PESQ"}
 HIGHER_IS_BETTER = {"pesq": True, "stoi": True, "estoi": True, "mcd": False, "wer_sphinx": False, "cer_sphinx": False,
                     "wer_ctc": False, "cer_ctc": False, "unit_accuracy": True, "f0_rmse": False,
                     "voicing_error": False, "energy_mae": False}
@@ -215,7 +219,10 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
                      "", ""]
             for k in keys:
                 col = {"wer_sphinx": "wer_percent", "wer_ctc": "wer_percent"}.get(k, k)
-                cells.append(fmt(p[col], _digits(k)) if col in p and k in ("pesq", "stoi", "estoi", "wer_ctc") else "")
+                cell = fmt(p[col], _digits(k)) if col in p and k in ("pesq", "stoi", "estoi", "wer_ctc") else ""
+                if k == "pesq" and cell and p["pesq_convention"] != OUR_PESQ:
+                    cell += f"<br><span class='warn small'>not comparable: {esc(PESQ_CONVENTIONS[p['pesq_convention']])}</span>"
+                cells.append(cell)
             rows.append(cells)
             classes.append("pub")
         if not rows:
@@ -580,12 +587,14 @@ def versions_section(systems: dict[str, System], protocol: Coverage) -> str:
 
 def published_section(published: pd.DataFrame) -> str:
     """The papers' numbers as kept in the project, with how well each was checked."""
-    cols = ["dataset", "protocol", "system", "paper", "pesq", "stoi", "estoi", "wer_percent", "asr_for_wer", "checked"]
+    cols = ["dataset", "protocol", "system", "paper", "pesq", "pesq_convention", "stoi", "estoi", "wer_percent", "asr_for_wer",
+            "checked"]
     rows = [[esc("" if pd.isna(r[c]) else r[c]) for c in cols] for _, r in published.iterrows()]
     return ("<h2 id='published'>Published results</h2><p class='note'>From "
             "<code>pipeline/report/published_results.csv</code>. <b>checked</b>: <i>secondary</i> = read in a later "
             "paper's comparison table, <i>readme</i> = the authors' repository, <i>unchecked</i> = not verified. "
-            "Each WER comes from that paper's own ASR.</p>" + table(cols, rows, left=4))
+            "Each WER comes from that paper's own ASR; each PESQ from the convention named beside it (ours: wide-band "
+            "at 16 kHz; <code>v2s score</code> prints all three).</p>" + table(cols, rows, left=4))
 
 
 def build(cfg: ReportStageConfig, inputs: ReportInputs) -> str:

@@ -54,6 +54,10 @@ def decode_frames(path: str | os.PathLike[str], fps: int, max_side: int) -> tupl
     stream = (
         ffmpeg.input(path, nostdin=None, hide_banner=None, loglevel="level+info", threads=1)
         .video.filter("fps", fps=fps)
+        # square pixels first: a non-square sample aspect ratio (anamorphic encodes) would stretch the face;
+        # with square pixels this scale changes nothing and ffmpeg passes the frames through untouched
+        .filter("scale", "round(iw*sar)", "ih", flags="area")
+        .filter("setsar", "1")
         .filter("scale", flags="area", **scale)
         .output("pipe:", format="rawvideo", pix_fmt="rgb24")
     )

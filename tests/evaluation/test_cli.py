@@ -91,3 +91,36 @@ def test_score_refuses_a_non_audio_file_in_one_line(wavs, tmp_path, monkeypatch,
         cli_main(["score", "--ref", str(wavs["ref"]), "--hyp", str(path), "--no-sphinx"])
     message = str(stop.value)
     assert message.startswith(f"v2s score: {path} is not an audio file") and "\n" not in message
+
+
+def test_score_finds_an_80_ms_offset_on_a_real_grid_clip_and_scores_all_pesq_conventions(tmp_path, capsys, monkeypatch):
+    from pipeline.audio.io import read_media_audio
+
+    clip = paths.GRID / "bbaf2n.mpg"
+    if not clip.is_file():
+        paths.missing_grid()
+    monkeypatch.chdir(tmp_path)
+    ref = read_media_audio(clip, 16000)
+    late = np.concatenate([np.zeros(1280, np.float32), ref[:-1280]])  # 80 ms late, same length
+    rc = cli_main(["score", "--ref", str(write_wav(tmp_path / "ref.wav", ref, 16000)),
+                   "--hyp", str(write_wav(tmp_path / "late.wav", late, 16000)), "--no-sphinx"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and {"pesq_wb", "pesq_nb8k", "pesq_nb16k"} <= set(out)
+    assert out["pesq_wb"] == pytest.approx(out["pesq"])  # the pipeline's `pesq` is the wide-band one
+    assert all(1.0 <= out[k] <= 4.65 for k in ("pesq_wb", "pesq_nb8k", "pesq_nb16k"))
+    assert abs(out["sync"]["offset_ms"] - 80) <= 40  # within one video frame
+    assert out["sync"]["stoi"] > 0.99 and out["stoi"] < out["sync"]["stoi"] and out["sync"]["pesq_wb"] > out["pesq_wb"]
+
+
+def test_offset_estimate_is_exact_both_ways_on_a_real_clip():
+    from pipeline.audio.io import read_media_audio
+    from pipeline.evaluation.metrics import estimate_offset
+
+    clip = paths.GRID / "lbax4n.mpg"
+    if not clip.is_file():
+        paths.missing_grid()
+    ref = read_media_audio(clip, 16000)
+    for ms in (-120, -40, 0, 25, 160):
+        k = ms * 16
+        hyp = np.concatenate([np.zeros(k, np.float32), ref[:-k]]) if k > 0 else np.concatenate([ref[-k:], np.zeros(-k, np.float32)])
+        assert estimate_offset(ref, hyp, 16000, 0.2) == pytest.approx(ms / 1000, abs=0.002)

@@ -196,7 +196,10 @@ def test_grid_results_sit_beside_the_papers_numbers(eval_world):
     html = results_section(systems, ["test"], keys, "grid", Coverage("seen-4"), published, 0)
     assert html.count("<tr class='pub'>") == 4 and "published: SVTS" in html and "Mira et al. 2022" in html
     assert "demo corpus" not in html and "our split is drawn by our seed" in html
-    assert "not comparable" not in html  # a protocol naming no talkers here is never partial
+    assert "other talkers" not in html  # a protocol naming no talkers here is never partial
+    # PESQ only beside the same convention: VCA-GAN's narrow-band 8 kHz, Lip2Wav's 16 kHz and the unstated ones are marked
+    assert html.count("not comparable: narrow-band at 8 kHz") == 1 and html.count("not comparable: narrow-band at 16 kHz") == 1
+    assert html.count("not comparable: the paper does not say which PESQ") == 2
     unseen = results_section(systems, ["unseen"], keys, "grid", Coverage("unseen"), published, 0)
     assert unseen.count("<tr class='pub'>") == 2
     assert "<tr class='pub'>" not in results_section(systems, ["test"], keys, "demo", Coverage("demo"), published, 0)
@@ -251,7 +254,7 @@ def test_a_protocol_run_on_some_of_its_talkers_says_so_wherever_it_is_named(eval
     gt.assign(speaker=[talkers[i % 4] for i in range(len(gt))]).to_parquet(layout.eval("ground_truth"))
     whole = _page(_configure(), layout, "whole.html")
     assert "<h1>Video-to-speech evaluation: grid corpus, protocol seen-4</h1>" in whole
-    assert "talkers:" not in whole and "not comparable" not in whole
+    assert "talkers:" not in whole and "other talkers" not in whole
 
 
 def test_talkers_a_protocol_names_per_split():

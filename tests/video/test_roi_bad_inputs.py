@@ -55,6 +55,8 @@ def make_media(folder: Path, grid: Path) -> dict[str, Path]:
         "fps30": ffmpeg(folder / "fps30.mp4", *g, "-vf", "fps=30", *h264),
         "double_size": ffmpeg(folder / "double_size.mp4", *g, "-vf", "scale=720:576", *h264),
         "portrait": ffmpeg(folder / "portrait.mp4", *g, "-vf", "pad=360:520:0:116", *h264),
+        # stored 1.42x wider with a 45:64 sample aspect ratio: the same picture on screen
+        "anamorphic": ffmpeg(folder / "anamorphic.mp4", *g, "-vf", "scale=512:288,setsar=45/64", *h264),
         "face_gone_10": ffmpeg(folder / "face_gone_10.mp4", *g, "-vf", black.format(30, 39), *h264),
         "face_gone_30": ffmpeg(folder / "face_gone_30.mp4", *g, "-vf", black.format(20, 49), *h264),
     }
@@ -109,7 +111,7 @@ def crop_of(stage, name: str) -> tuple[np.ndarray, dict]:
     return unpack(data, "video").astype(float), data
 
 
-@pytest.mark.parametrize("name", ["fps30", "double_size", "portrait"])
+@pytest.mark.parametrize("name", ["fps30", "double_size", "portrait", "anamorphic"])
 def test_resampled_resized_and_portrait_clips_crop_like_the_original(stage, name):
     original, _ = crop_of(stage, "original")
     crop, data = crop_of(stage, name)
@@ -131,11 +133,11 @@ def test_frames_without_a_face_are_interpolated(stage):
 
 def test_stage_went_on_and_counted_every_reason(stage):
     summary, table, _ = stage
-    assert (summary.clips, summary.accepted, summary.rejected) == (13, 5, 8) and summary.failed
+    assert (summary.clips, summary.accepted, summary.rejected) == (14, 6, 8) and summary.failed
     assert dict(summary.reasons) == {
         "corrupt video": 1, "unreadable media": 1, "no video stream": 1, "no audio stream": 1,
         "no face": 2, "too short": 1, "face missing": 1,
     }
     assert sorted(n for n, r in table.items() if r["status"] == "ok") == [
-        "double_size", "face_gone_10", "fps30", "original", "portrait",
+        "anamorphic", "double_size", "face_gone_10", "fps30", "original", "portrait",
     ]
