@@ -19,7 +19,7 @@ DPI = 72
 
 def _png(fig: plt.Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI)  # every figure is laid out tight already; bbox_inches="tight" would draw it twice
     plt.close(fig)
     return buf.getvalue()
 
@@ -36,6 +36,7 @@ def spectrogram_pair(reference: np.ndarray, synthesis: np.ndarray, cfg: MelConfi
         ax.set_xlabel("s", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("mel band", fontsize=8)
+    fig.tight_layout()
     return _png(fig)
 
 
