@@ -56,6 +56,23 @@ def _call(fn: Callable[[Any], T], item: Any) -> T | Failure:
         return Failure(f"{type(exc).__name__}: {exc}".splitlines()[0], traceback.format_exc())
 
 
+def start_method() -> str:
+    """How the local pool starts its workers: `fork` where it is safe, else `spawn`.
+
+    A forked worker inherits the modules this process already imported: a stage's pool then
+    starts in about 0.1 s instead of ~3 s of importing torch and scipy again (measured on the demo:
+    evaluate 5.5 s vs 10.0 s, synthesize 6.1 s vs 9.6 s, same bytes). Fork is unsafe outside Linux,
+    after CUDA starts, and after mediapipe's graph threads start; those keep `spawn`. Torch's
+    OpenMP pool is safe: workers run one thread (`_limit_threads`), so they never enter it.
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if sys.platform != "linux" or "mediapipe" in sys.modules or (torch is not None and torch.cuda.is_initialized()):
+        return "spawn"
+    return "fork"
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
@@ -93,7 +110,7 @@ class Executor:
             for item in items:
                 yield _call(fn, item)
         else:
-            ctx = get_context("spawn")  # fork after torch/mediapipe init is unsafe
+            ctx = get_context(start_method())
             with ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_limit_threads) as pool:
                 yield from _bounded(lambda it: pool.submit(_call, fn, it), lambda f: f.result(), items, 4 * self.workers)
 

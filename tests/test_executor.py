@@ -1,6 +1,7 @@
 """The roi stage gives the same bytes inline, on a local process pool and on a Dask cluster."""
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -59,3 +60,50 @@ def test_dask_cluster_matches_inline(manifest, inline, tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         assert run(CFG, Executor(address=cluster.scheduler_address), manifest, tmp_path / "roi").accepted == 5
     assert outputs(tmp_path / "roi") == inline
+
+
+def test_spawned_pool_matches_inline(manifest, inline, tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.executor.start_method", lambda: "spawn")  # the pool off Linux or after CUDA/mediapipe
+    assert run(CFG, Executor(workers=2), manifest, tmp_path / "roi").accepted == 5
+    assert outputs(tmp_path / "roi") == inline
+
+
+def test_pool_forks_only_where_it_is_safe(monkeypatch):
+    import sys
+
+    from pipeline.executor import start_method
+
+    monkeypatch.delitem(sys.modules, "mediapipe", raising=False)  # the roi tests ran it in this process
+    assert start_method() == ("fork" if sys.platform == "linux" else "spawn")
+    monkeypatch.setitem(sys.modules, "mediapipe", object())  # its graph threads would not survive a fork
+    assert start_method() == "spawn"
+
+
+def _matmul_sum(seed: int) -> float:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(256, 256, generator=g)
+    return float((a @ a).sum())
+
+
+def test_forked_workers_run_torch_after_the_parent_used_its_thread_pool():
+    # a fork after torch's OpenMP pool has run can hang the children; run it in a subprocess so a hang fails
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, test_executor as t\n"
+        "from pipeline.executor import Executor, start_method\n"
+        "torch.set_num_threads(2); x = torch.randn(512, 512); (x @ x).sum()\n"
+        "assert start_method() == 'fork'\n"
+        "out = list(Executor(workers=2).imap(t._matmul_sum, range(6)))\n"
+        "torch.set_num_threads(1)  # the workers' thread count: the same reduction order\n"
+        "assert out == [t._matmul_sum(i) for i in range(6)], out\n"
+    )
+    if sys.platform != "linux":
+        pytest.skip("fork is used on Linux only")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(paths.REPO / "tests"), str(paths.REPO)])}
+    done = subprocess.run([sys.executable, "-c", code], cwd=paths.REPO, env=env, timeout=120, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
