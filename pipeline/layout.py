@@ -71,7 +71,12 @@ class Layout:
         return self.root / "reports" / "metrics"
 
     def metrics(self, system: str) -> Path:
+        """The DVC metric: headline numbers only (evaluation.summary.METRICS_FILE_KEYS)."""
         return self.metrics_dir / f"{system}.json"
+
+    def metrics_details(self, system: str) -> Path:
+        """Beside it, not a DVC metric: every number, counts, versions and provenance."""
+        return self.metrics_dir / f"{system}.details.json"
 
     def plots(self, system: str) -> Path:
         return self.root / "reports" / "plots" / system

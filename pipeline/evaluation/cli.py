@@ -1,6 +1,6 @@
-"""`v2s score`: every metric of one synthesised wav against its reference, as one JSON line: the pipeline's
-metrics (`pesq` is wide-band), PESQ under each paper's convention (`pesq_wb`, `pesq_nb8k`, `pesq_nb16k`) and,
-under `sync`, the estimated offset and the scores once it is removed.
+"""`v2s score`: every metric of one synthesised wav against its reference, as one JSON line: PESQ under each
+paper's convention (`pesq_wb`, `pesq_nb8k`, `pesq_nb16k`), STOI, ESTOI, MCD, the estimated offset (`offset_ms`)
+and the scores once it is removed (`*_aligned`), and what each ASR heard.
 
 The same scoring function, checks, metrics and ASRs as the `evaluate` stages, with the settings
 of `params.yaml` in the working directory (the repository's own when there is none). Nothing
@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pesq as pesq_pkg
 import soundfile as sf
 
-from pipeline.audio.io import fit_length, to_mono
+from pipeline.audio.io import to_mono
 from pipeline.config import PARAMS_FILE, ConfigError, Params, load_params
 from pipeline.evaluation.config import ScoringConfig, scoring_config
 from pipeline.evaluation.evaluate import Settings, asr_identity, has_ctc_model, score_pair
-from pipeline.evaluation.metrics import PESQ_CONVENTIONS, aligned, estimate_offset, pesq_wb, stoi
 from pipeline.evaluation.versions import collect
 
 # Where the defaults live when the working directory has no params.yaml: the repository's own.
@@ -40,9 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--asr-model", type=Path, default=Path("models/asr"),
                         help="trained CTC ASR directory (default models/asr; skipped when absent)")
     parser.add_argument("--no-sphinx", action="store_true", help="skip the pocketsphinx GRID-grammar ASR")
-    parser.add_argument("--max-offset-ms", type=float, default=200.0,
-                        help="sync search range for the aligned scores (default 200 ms, 5 video frames: our choice, "
-                             "beyond the audio-video offsets of GRID and TCD-TIMIT that Niu & Mak correct)")
+    parser.add_argument("--max-offset-ms", type=float,
+                        help="sync search range for offset_ms and the *_aligned scores (default: evaluate.max_offset_ms)")
 
 
 def _read(path: Path) -> tuple[np.ndarray, int]:
@@ -66,39 +63,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def pesq_conventions(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, issues: list[str]) -> dict[str, float]:
-    """PESQ under each paper's convention (metrics.PESQ_CONVENTIONS); one that fails is NaN and named in `issues`."""
-    hyp, _ = fit_length(np.asarray(hyp, dtype=np.float32), len(ref))
-    out = {}
-    for name, fn in PESQ_CONVENTIONS.items():
-        try:
-            out[name] = fn(ref, hyp, sample_rate)
-        except (pesq_pkg.PesqError, ValueError) as exc:
-            out[name] = float("nan")
-            issues.append(f"{name}: {type(exc).__name__}: {exc}")
-    return out
-
-
-def sync_scores(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, max_offset_s: float, issues: list[str]) -> dict[str, float]:
-    """The offset of `hyp` against `ref` (ms, positive: late) and STOI, ESTOI and wide-band PESQ over their
-    overlap once it is removed: a synthesis that is right but late is not scored as wrong."""
-    offset = estimate_offset(ref, hyp, sample_rate, max_offset_s)
-    r, h = aligned(ref, np.asarray(hyp, dtype=np.float32), offset, sample_rate)
-    out = {"offset_ms": round(1000 * offset, 1), "stoi": stoi(r, h, sample_rate), "estoi": stoi(r, h, sample_rate, extended=True)}
-    try:
-        out["pesq_wb"] = pesq_wb(r, h, sample_rate)
-    except (pesq_pkg.PesqError, ValueError) as exc:
-        out["pesq_wb"] = float("nan")
-        issues.append(f"sync pesq_wb: {type(exc).__name__}: {exc}")
-    return out
-
-
 def score_files(args: argparse.Namespace, scoring: ScoringConfig) -> dict[str, Any]:
     """The JSON object `v2s score` prints."""
     # The command line chooses the ASRs: sphinx unless --no-sphinx, the CTC model when its directory holds one.
     ctc_dir = args.asr_model if has_ctc_model(args.asr_model) else None
+    max_offset_s = scoring.max_offset_s if args.max_offset_ms is None else args.max_offset_ms / 1000
     s = Settings(scoring.mel, scoring.checks, None if args.no_sphinx else scoring.sphinx,
-                 None if ctc_dir is None else os.fspath(ctc_dir), None)
+                 None if ctc_dir is None else os.fspath(ctc_dir), None, max_offset_s)
     ref, ref_sr = _read(args.ref)
     hyp, hyp_sr = _read(args.hyp)
     result = score_pair(ref, ref_sr, hyp, hyp_sr, args.text, s)
@@ -106,8 +77,6 @@ def score_files(args: argparse.Namespace, scoring: ScoringConfig) -> dict[str, A
                            "issues": [str(i) for i in result.issues]}
     if result.scored:
         out.update(result.metrics)
-        out.update(pesq_conventions(ref, hyp, ref_sr, out["issues"]))
-        out["sync"] = sync_scores(ref, hyp, ref_sr, args.max_offset_ms / 1000, out["issues"])
         out["issues"] += result.metric_errors
         out["asr"] = {}
         for name, text in result.transcripts.items():
@@ -116,7 +85,7 @@ def score_files(args: argparse.Namespace, scoring: ScoringConfig) -> dict[str, A
                 c = result.errors[name]
                 entry.update(wer=100.0 * c["word_errors"] / c["ref_words"], cer=100.0 * c["char_errors"] / c["ref_chars"])
             out["asr"][name] = entry
-    out["versions"] = collect(s.mel, s.checks, None, {name: asr_identity(name, s) for name in s.asrs})
+    out["versions"] = collect(s.mel, s.checks, None, {name: asr_identity(name, s) for name in s.asrs}, s.max_offset_s)
     return _clean(out)
 
 

@@ -23,6 +23,7 @@ class EvaluateConfig:
 
     splits: tuple[str, ...]  # each scored when it has utterances
     samples_per_split: int  # utterances per split whose audio is kept for the report
+    max_offset_ms: float  # the sync offset is searched within +- this
     checks: CheckConfig
 
 
@@ -34,6 +35,7 @@ class ScoringConfig:
     checks: CheckConfig
     sphinx: SphinxConfig
     ctc: bool  # asr.ctc.enabled: score with the trained in-domain ASR (models/asr)
+    max_offset_s: float  # evaluate.max_offset_ms, in seconds
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,13 @@ def _flag(params: Params, dotted: str) -> bool:
 
 
 def scoring_config(params: Params) -> ScoringConfig:
-    """`audio`, `evaluate.checks`, `asr.sphinx` and `asr.ctc.enabled`, parsed strictly."""
+    """`audio`, `evaluate.checks`, `evaluate.max_offset_ms`, `asr.sphinx` and `asr.ctc.enabled`, parsed strictly."""
     mel = mel_config(params)
-    return ScoringConfig(mel, _evaluate(params, mel).checks, params.parse("asr.sphinx", SphinxConfig),
-                         _flag(params, "asr.ctc.enabled"))
+    evaluate = _evaluate(params, mel)
+    if evaluate.max_offset_ms < 0:
+        raise ConfigError(f"evaluate.max_offset_ms: expected a non-negative number, got {evaluate.max_offset_ms}")
+    return ScoringConfig(mel, evaluate.checks, params.parse("asr.sphinx", SphinxConfig),
+                         _flag(params, "asr.ctc.enabled"), evaluate.max_offset_ms / 1000)
 
 
 def evaluation_config(params: Params, references: bool) -> EvaluationConfig:

@@ -52,7 +52,7 @@ from pipeline.evaluation.metrics import (
     reference_lengths,
     signal_metrics,
 )
-from pipeline.evaluation.summary import summarize
+from pipeline.evaluation.summary import METRICS_FILE_KEYS, metrics_file, summarize
 from pipeline.executor import Executor, Failure
 from pipeline.inference.card import card_path
 from pipeline.inference.synthesis import PREDICTED
@@ -77,6 +77,7 @@ class Settings:
     sphinx: SphinxConfig | None  # None: the grammar ASR is off (transcripts outside GRID's grammar)
     ctc_dir: str | None
     vocoder_dir: str | None
+    max_offset_s: float  # the sync offset's search range
 
     @classmethod
     def of(cls, scoring: ScoringConfig, ctc_dir: str | os.PathLike[str] | None,
@@ -84,7 +85,7 @@ class Settings:
         """Settings of `scoring`; `ctc_dir` None leaves the in-domain ASR out whatever `scoring.ctc` says."""
         return cls(scoring.mel, scoring.checks, scoring.sphinx if scoring.sphinx.enabled else None,
                    os.fspath(ctc_dir) if ctc_dir is not None else None,
-                   os.fspath(vocoder_dir) if vocoder_dir is not None else None)
+                   os.fspath(vocoder_dir) if vocoder_dir is not None else None, scoring.max_offset_s)
 
     @property
     def asrs(self) -> tuple[str, ...]:
@@ -183,7 +184,7 @@ def score_pair(ref: np.ndarray, ref_sr: int, hyp: np.ndarray, hyp_sr: int, trans
     if blocks_scoring(issues):
         return PairScore(issues, [], {}, {}, {})
     hyp, _ = fit_length(np.asarray(hyp, dtype=np.float32), len(ref))
-    metrics, metric_errors = signal_metrics(ref, hyp, hyp_sr, s.mel)
+    metrics, metric_errors = signal_metrics(ref, hyp, hyp_sr, s.mel, s.max_offset_s)
     transcripts = {name: asr(name, s).transcribe(hyp, hyp_sr) for name in s.asrs}
     errors = {} if transcript is None else {k: error_counts(transcript, t) for k, t in transcripts.items()}
     return PairScore(issues, metric_errors, metrics, transcripts, errors)
@@ -355,23 +356,26 @@ def run(system: str, shards: dict[str, list[Path]], synth_dir: Path | None, sett
 
 def write_outputs(system: str, df: pd.DataFrame, samples: list[dict[str, Any]], info: dict[str, Any], layout: Layout,
                   splits: Sequence[str], asrs: Sequence[str]) -> dict[str, Any]:
-    """Per-utterance parquet, report samples, metrics JSON (headline per split) and distribution CSVs."""
+    """Per-utterance parquet, report samples, the metrics JSON (headline numbers per split), the details JSON
+    beside it (every number, counts, `info`) and distribution CSVs of the headline numbers; returns the details."""
     with atomic_path(layout.eval(system)) as tmp:
         df.to_parquet(tmp, index=False)
     if samples:
         write_shard(layout.eval_samples(system), sorted(samples, key=lambda r: r["utt_id"]))
-    metrics = {**summarize(df, splits, asrs), **info}
-    write_text(layout.metrics(system), json.dumps(metrics, indent=2, sort_keys=False) + "\n")
+    summary = summarize(df, splits, asrs)
+    details = {**summary, **info}
+    write_text(layout.metrics_details(system), json.dumps(details, indent=2, sort_keys=False) + "\n")
+    write_text(layout.metrics(system), json.dumps(metrics_file(summary), indent=2, sort_keys=False) + "\n")
     with atomic_dir(layout.plots(system)) as tmp:
         for split in splits:
             part = df[(df["split"] == split) & df["scored"]]
-            for key in [*SIGNAL_METRICS, *(f"wer_{a}" for a in asrs)]:
-                values = np.sort(part[key].dropna().to_numpy(dtype=float))
+            for key in METRICS_FILE_KEYS:
+                values = np.sort(part[key].dropna().to_numpy(dtype=float)) if key in part else np.empty(0)
                 if values.size:  # empirical quantile function: x = share of utterances at or below y
                     q = (np.arange(values.size) + 0.5) / values.size
                     pd.DataFrame({"quantile": np.round(q, 4), key: np.round(values, 4)}).to_csv(
                         tmp / f"{split}_{key}.csv", index=False)
-    return metrics
+    return details
 
 
 def references_in_grammar(shards: dict[str, list[Path]]) -> float:

@@ -1,8 +1,16 @@
-"""The objective metrics, each defined once: PESQ (wide-band), STOI, ESTOI, MCD, WER and CER, and the
-errors of a model's predicted speech features.
+"""The objective metrics, each defined once: PESQ (three conventions), STOI, ESTOI, MCD, the sync offset and
+the scores after it, WER and CER, and the errors of a model's predicted speech features.
 
-- PESQ: ITU-T P.862.2 wide-band MOS-LQO from the `pesq` package at 16 kHz (range about
-  1.04 to 4.64). The signal is passed as float; `pesq` level-aligns internally.
+- PESQ, under each convention the papers use (their numbers compare only under the same one):
+  `pesq_wb`, ITU-T P.862.2 wide-band MOS-LQO at 16 kHz (range about 1.04 to 4.64; SVTS, the
+  V2A/AV2A papers); `pesq_nb8k`, P.862 narrow-band with the P.862.1 mapping on both signals
+  resampled to 8 kHz (VCA-GAN); `pesq_nb16k`, the same narrow-band model fed 16 kHz (Lip2Wav).
+  All from the `pesq` package, on float signals (`pesq` level-aligns internally).
+- Sync: `offset_ms`, how late the synthesis is against the reference (negative: early), the lag
+  within +-`max_offset_s` that maximises the correlation of their log-energy envelopes; then
+  `pesq_wb_aligned`, `stoi_aligned` and `estoi_aligned` over the overlap once it is removed, so
+  that a right but shifted synthesis is not scored as wrong (Niu & Mak, arXiv 2303.00502, on the
+  audio-video offsets of GRID and TCD-TIMIT).
 - STOI / ESTOI: `pystoi` (resamples to 10 kHz internally, drops silent frames of the
   reference). Range 0..1 (ESTOI can go slightly negative).
 - MCD (dB): mel-cepstral distortion between aligned frames,
@@ -41,7 +49,9 @@ from pipeline.audio.mel import MelConfig, log_mel
 
 PESQ_WB_MAX = 4.644  # P.862.2 MOS-LQO mapping of a perfect score
 N_CEPSTRA = 13
-SIGNAL_METRICS = ("pesq", "stoi", "estoi", "mcd")
+PESQ_METRICS = ("pesq_wb", "pesq_nb8k", "pesq_nb16k")
+SYNC_METRICS = ("offset_ms", "pesq_wb_aligned", "stoi_aligned", "estoi_aligned")
+SIGNAL_METRICS = (*PESQ_METRICS, "stoi", "estoi", "mcd", *SYNC_METRICS)
 FEATURE_METRICS = ("unit_accuracy", "f0_rmse", "voicing_error", "energy_mae")
 
 
@@ -60,11 +70,6 @@ def pesq_nb(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, at: int) -> floa
     return float(pesq_pkg.pesq(at, _f64(resample(ref, sample_rate, at)), _f64(resample(hyp, sample_rate, at)), "nb"))
 
 
-# The PESQ conventions of the papers: wide-band at 16 kHz (ours, SVTS), narrow-band at 8 kHz (VCA-GAN),
-# narrow-band at 16 kHz (Lip2Wav); `v2s score` prints all three.
-PESQ_CONVENTIONS = {"pesq_wb": lambda r, h, sr: pesq_wb(r, h, sr),
-                    "pesq_nb8k": lambda r, h, sr: pesq_nb(r, h, sr, 8000),
-                    "pesq_nb16k": lambda r, h, sr: pesq_nb(r, h, sr, 16000)}
 ENVELOPE_RATE = 1000  # Hz: offsets are found to the millisecond
 
 
@@ -126,19 +131,28 @@ def mcd(ref: np.ndarray, hyp: np.ndarray, cfg: MelConfig, n_ceps: int = N_CEPSTR
     return float(10.0 / np.log(10.0) * dist.mean())
 
 
-def signal_metrics(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, cfg: MelConfig) -> tuple[dict[str, float], list[str]]:
-    """PESQ, STOI, ESTOI and MCD of `hyp` (cut/padded to the reference length) against `ref`.
+def signal_metrics(ref: np.ndarray, hyp: np.ndarray, sample_rate: int, cfg: MelConfig,
+                   max_offset_s: float) -> tuple[dict[str, float], list[str]]:
+    """SIGNAL_METRICS of `hyp` (cut/padded to the reference length) against `ref`; the sync offset is
+    searched within +-`max_offset_s`.
 
     Returns the scores and a list of errors: a metric that cannot be computed (e.g. PESQ
     finding no utterance in the reference) is NaN and named in the errors, never zero.
     """
     hyp, _ = fit_length(np.asarray(hyp, dtype=np.float32), len(ref))
-    scores: dict[str, float] = {}
+    offset = estimate_offset(ref, hyp, sample_rate, max_offset_s)
+    ref_al, hyp_al = aligned(ref, hyp, offset, sample_rate)
+    scores: dict[str, float] = {"offset_ms": round(1000 * offset, 1)}
     errors: list[str] = []
-    for name, fn in (("pesq", lambda: pesq_wb(ref, hyp, sample_rate)),
+    for name, fn in (("pesq_wb", lambda: pesq_wb(ref, hyp, sample_rate)),
+                     ("pesq_nb8k", lambda: pesq_nb(ref, hyp, sample_rate, 8000)),
+                     ("pesq_nb16k", lambda: pesq_nb(ref, hyp, sample_rate, 16000)),
                      ("stoi", lambda: stoi(ref, hyp, sample_rate)),
                      ("estoi", lambda: stoi(ref, hyp, sample_rate, extended=True)),
-                     ("mcd", lambda: mcd(ref, hyp, cfg))):
+                     ("mcd", lambda: mcd(ref, hyp, cfg)),
+                     ("pesq_wb_aligned", lambda: pesq_wb(ref_al, hyp_al, sample_rate)),
+                     ("stoi_aligned", lambda: stoi(ref_al, hyp_al, sample_rate)),
+                     ("estoi_aligned", lambda: stoi(ref_al, hyp_al, sample_rate, extended=True))):
         try:
             scores[name] = fn()
         except (pesq_pkg.PesqError, ValueError, RuntimeError) as exc:

@@ -63,7 +63,7 @@ def _common(cfg: EvaluationConfig, layout: Layout) -> tuple[Settings, dict[str, 
 def _info(cfg: EvaluationConfig, layout: Layout, s: Settings, shards: dict[str, list[Path]], **extra: Any) -> dict[str, Any]:
     corpus = corpus_name(cfg, layout)
     return {**extra, "versions": collect(s.mel, s.checks, (corpus, cfg.protocol(corpus)),
-                                         asr_identities(s, shards))}
+                                         asr_identities(s, shards), s.max_offset_s)}
 
 
 def _write(system: str, df: pd.DataFrame, samples: list[dict[str, Any]], info: dict[str, Any], layout: Layout,
@@ -74,7 +74,7 @@ def _write(system: str, df: pd.DataFrame, samples: list[dict[str, Any]], info: d
 
 
 def evaluate_system(system: str, cfg: EvaluationConfig, layout: Layout) -> dict[str, Any]:
-    """Score `data/synth/<system>/` against the ground truth; returns the metrics file's content.
+    """Score `data/synth/<system>/` against the ground truth; returns the details file's content.
 
     Whatever model spoke, its model card (`data/synth/<system>/card.json`) names its kind and family.
     """
@@ -87,8 +87,7 @@ def evaluate_system(system: str, cfg: EvaluationConfig, layout: Layout) -> dict[
     audio = card.crop.get("audio")
     catalog = Catalog(layout, parse(AudioConfig, audio, f"{synth} card crop.audio")) if audio is not None else None
     df, samples = run(system, shards, synth, s, Executor.from_config(cfg.executor), keep, catalog=catalog)
-    # Scalars only: DVC shows every number of a metrics file as a metric, and a card's vectors (the mean
-    # speaker embedding) would add hundreds of meaningless columns to `dvc exp show`.
+    # Scalars only: a card's vectors (the mean speaker embedding) would bury the provenance in numbers.
     extra = {k: v for k, v in to_plain(card.extra).items() if not isinstance(v, list)}
     model = {"name": card.name, "inputs": list(card.inputs), "extra": extra}
     info = _info(cfg, layout, s, shards, system=system, kind=card.kind, family=card.family, model=model,
@@ -97,7 +96,7 @@ def evaluate_system(system: str, cfg: EvaluationConfig, layout: Layout) -> dict[
 
 
 def evaluate_references(cfg: EvaluationConfig, layout: Layout) -> dict[str, dict[str, Any]]:
-    """Score the three reference rows (see `pipeline.evaluation.evaluate`); `{name: metrics}`."""
+    """Score the three reference rows (see `pipeline.evaluation.evaluate`); `{name: details}`."""
     s, shards, keep = _common(cfg, layout)
     executor = Executor.from_config(cfg.executor)
     means = speaker_mean_mels(layout.roi, s.mel, executor)
@@ -117,7 +116,7 @@ def _print_summary(system: str, metrics: dict[str, Any]) -> None:
         m = metrics.get(split)
         if m:
             unscored = sum(m["unscored"].values())
-            parts.append(f"{split}: n={m['n']} unscored={unscored} PESQ={m['pesq']} STOI={m['stoi']} "
+            parts.append(f"{split}: n={m['n']} unscored={unscored} PESQ-WB={m['pesq_wb']} STOI={m['stoi']} "
                          f"ESTOI={m['estoi']} " + " ".join(f"WER[{a}]={m.get(f'wer_{a}')}%" for a in ("sphinx", "ctc")
                                                           if f"wer_{a}" in m))
     print(f"evaluate {system}: " + " | ".join(parts), file=sys.stderr, flush=True)

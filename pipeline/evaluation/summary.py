@@ -13,11 +13,15 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluation.checks import FLAG_ONLY, ISSUE_KINDS
-from pipeline.evaluation.metrics import FEATURE_METRICS, SIGNAL_METRICS
+from pipeline.evaluation.metrics import FEATURE_METRICS, PESQ_METRICS, SIGNAL_METRICS
 
 ASRS = ("sphinx", "ctc")
 BOOTSTRAP = 1000  # resamples for the 95% intervals
 MEANS = SIGNAL_METRICS + FEATURE_METRICS  # headline numbers that are means over utterances
+# A metrics file (a DVC metric: one `dvc exp show` column per number) holds these per split, at most 12:
+# the PESQ conventions, STOI, ESTOI, WER per ASR, the sync offset and a feature-predicting model's feature
+# scores. Counts, MCD, CER, the aligned scores, versions and provenance go to the details file beside it.
+METRICS_FILE_KEYS = (*PESQ_METRICS, "stoi", "estoi", *(f"wer_{a}" for a in ASRS), "offset_ms", *FEATURE_METRICS)
 
 
 def headline_keys(asrs: Sequence[str] = ASRS) -> list[str]:
@@ -68,6 +72,11 @@ def summarize_split(df: pd.DataFrame, asrs: Sequence[str] = ASRS) -> dict[str, A
 def summarize(df: pd.DataFrame, splits: Sequence[str], asrs: Sequence[str] = ASRS) -> dict[str, dict[str, Any]]:
     """`{split: summary}` for every split present in `df`."""
     return {s: summarize_split(df[df["split"] == s], asrs) for s in splits if (df["split"] == s).any()}
+
+
+def metrics_file(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The METRICS_FILE_KEYS of each split of `summarize`'s output."""
+    return {split: {k: v[k] for k in METRICS_FILE_KEYS if k in v} for split, v in summary.items()}
 
 
 def bootstrap_ci(df: pd.DataFrame, key: str, seed: int = 0) -> tuple[float, float]:

@@ -28,12 +28,13 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def collect(mel: MelConfig, checks: CheckConfig, corpus: tuple[str, str] | None, asr: dict[str, Any]) -> dict[str, Any]:
-    """The `versions` block of a metrics file: packages, audio settings, corpus and protocol, ASRs.
+def collect(mel: MelConfig, checks: CheckConfig, corpus: tuple[str, str] | None, asr: dict[str, Any],
+            max_offset_s: float) -> dict[str, Any]:
+    """The `versions` block of a details file: packages, audio settings, corpus and protocol, ASRs, sync range.
 
     `corpus` is `(name, protocol)`; None (a pair of files scored by `v2s score`) leaves both out.
     """
     out: dict[str, Any] = {"packages": package_versions(), "sample_rate": mel.sample_rate}
     if corpus is not None:
         out.update(corpus=corpus[0], protocol=corpus[1])
-    return {**out, "mel": asdict(mel), "checks": asdict(checks), "asr": asr}
+    return {**out, "mel": asdict(mel), "checks": asdict(checks), "max_offset_ms": 1000 * max_offset_s, "asr": asr}

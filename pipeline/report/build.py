@@ -29,7 +29,7 @@ import pandas as pd
 from pipeline.atomic import write_text
 from pipeline.audio.mel import MelConfig
 from pipeline.evaluation.evaluate import REFERENCES
-from pipeline.evaluation.metrics import FEATURE_METRICS, SIGNAL_METRICS
+from pipeline.evaluation.metrics import FEATURE_METRICS, PESQ_METRICS, SYNC_METRICS
 from pipeline.evaluation.summary import ASRS, bootstrap_ci, paired_difference, summarize
 from pipeline.layout import Layout
 from pipeline.report import figures
@@ -39,14 +39,17 @@ from pipeline.report.talkers import Coverage, coverage
 from pipeline.shards import ShardReader, unpack
 
 PUBLISHED = Path(__file__).with_name("published_results.csv")
-# Our `pesq` is wide-band at 16 kHz; a paper's PESQ is comparable with it only under the same convention.
-OUR_PESQ = "pesq_wb"
+# A paper's PESQ sits in the column of its convention (published_results.csv `pesq_convention`); one whose
+# paper does not say is shown under ours (wide-band) and marked not comparable.
 PESQ_CONVENTIONS = {"pesq_wb": "wide-band, 16 kHz", "pesq_nb8k": "narrow-band at 8 kHz",
                     "pesq_nb16k": "narrow-band at 16 kHz", "not stated": "the paper does not say which PESQ"}
-HIGHER_IS_BETTER = {"pesq": True, "stoi": True, "estoi": True, "mcd": False, "wer_sphinx": False, "cer_sphinx": False,
-                    "wer_ctc": False, "cer_ctc": False, "unit_accuracy": True, "f0_rmse": False,
-                    "voicing_error": False, "energy_mae": False}
-LABELS = {"pesq": "PESQ", "stoi": "STOI", "estoi": "ESTOI", "mcd": "MCD dB", "wer_sphinx": "WER sphinx %",
+HIGHER_IS_BETTER = {"pesq_wb": True, "pesq_nb8k": True, "pesq_nb16k": True, "stoi": True, "estoi": True, "mcd": False,
+                    "pesq_wb_aligned": True, "stoi_aligned": True, "estoi_aligned": True,
+                    "wer_sphinx": False, "cer_sphinx": False, "wer_ctc": False, "cer_ctc": False, "unit_accuracy": True,
+                    "f0_rmse": False, "voicing_error": False, "energy_mae": False}
+LABELS = {"pesq_wb": "PESQ-WB", "pesq_nb8k": "PESQ-NB 8k", "pesq_nb16k": "PESQ-NB 16k", "stoi": "STOI",
+          "estoi": "ESTOI", "mcd": "MCD dB", "offset_ms": "offset ms", "pesq_wb_aligned": "PESQ-WB aligned",
+          "stoi_aligned": "STOI aligned", "estoi_aligned": "ESTOI aligned", "wer_sphinx": "WER sphinx %",
           "cer_sphinx": "CER sphinx %", "wer_ctc": "WER ctc %", "cer_ctc": "CER ctc %", "unit_accuracy": "unit accuracy",
           "f0_rmse": "F0 RMSE Hz", "voicing_error": "voicing error", "energy_mae": "energy MAE"}
 CEILING, BASELINE = "vocoder_ceiling", "mean_mel_baseline"
@@ -58,11 +61,11 @@ NOT_A_FINDING = f"neither system beats the video-blind baseline ({BASELINE}): no
 
 @dataclass
 class System:
-    """One row of the results: its per-utterance scores, metrics file and sample audio."""
+    """One row of the results: its per-utterance scores, details file (provenance) and sample audio."""
 
     name: str
     scores: pd.DataFrame
-    metrics: dict[str, Any]
+    details: dict[str, Any]
     samples: dict[str, tuple[np.ndarray, int]]  # utt_id -> (audio, sample rate) as the system produced it
 
     @property
@@ -72,7 +75,7 @@ class System:
     @property
     def family(self) -> str | None:
         """The model family its card names (None for reference rows and family-less models)."""
-        return self.metrics.get("family")
+        return self.details.get("family")
 
 
 @dataclass(frozen=True)
@@ -120,20 +123,20 @@ def load_systems(inputs: ReportInputs, systems: Sequence[str]) -> dict[str, Syst
                                 + ", ".join(stages))
     out: dict[str, System] = {}
     for name in order:
-        metrics_file = layout.metrics(name)
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
+        details_file = layout.metrics_details(name)
+        details = json.loads(details_file.read_text(encoding="utf-8")) if details_file.is_file() else {}
         samples = {}
         sample_file = layout.eval_samples(name)
         if sample_file.is_file():
             for row in ShardReader(sample_file).iter_rows():
                 samples[row["utt_id"]] = (np.array(unpack(row, "audio")), int(row["sample_rate"]))
-        out[name] = System(name, pd.read_parquet(layout.eval(name)), metrics, samples)
+        out[name] = System(name, pd.read_parquet(layout.eval(name)), details, samples)
     return out
 
 
 def vocoder_of(s: System) -> str | None:
     """The vocoder a row's audio went through: a reference row's `vocoder.name`, a system's synthesis's vocoder."""
-    return _nested(s.metrics, "vocoder.name" if s.reference else "synthesis.vocoder")
+    return _nested(s.details, "vocoder.name" if s.reference else "synthesis.vocoder")
 
 
 def vocoder_cap(systems: dict[str, System], split: str, min_estoi: float) -> VocoderCap | None:
@@ -178,7 +181,9 @@ def _cell(value: Any, ci: tuple[float, float] | None, digits: int) -> str:
 
 
 def _digits(key: str) -> int:
-    return 3 if key in ("stoi", "estoi", "unit_accuracy", "voicing_error") else (1 if key.startswith(("wer", "cer")) else 2)
+    if key in ("stoi", "estoi", "stoi_aligned", "estoi_aligned", "unit_accuracy", "voicing_error"):
+        return 3
+    return 1 if key.startswith(("wer", "cer", "offset")) else 2
 
 
 def results_section(systems: dict[str, System], splits: Sequence[str], keys: Sequence[str], corpus: str,
@@ -218,11 +223,7 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
                      + ("<br><span class='warn'>not comparable (other talkers)</span>" if other_talkers else ""),
                      "", ""]
             for k in keys:
-                col = {"wer_sphinx": "wer_percent", "wer_ctc": "wer_percent"}.get(k, k)
-                cell = fmt(p[col], _digits(k)) if col in p and k in ("pesq", "stoi", "estoi", "wer_ctc") else ""
-                if k == "pesq" and cell and p["pesq_convention"] != OUR_PESQ:
-                    cell += f"<br><span class='warn small'>not comparable: {esc(PESQ_CONVENTIONS[p['pesq_convention']])}</span>"
-                cells.append(cell)
+                cells.append(_published_cell(p, k))
             rows.append(cells)
             classes.append("pub")
         if not rows:
@@ -241,6 +242,47 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
                             "split, this run only some: their rows are not comparable</span>")
         parts.append(table(["system", "n", "unscored", *[LABELS[k] for k in keys]], rows, classes, caption=caption))
     return "\n".join(parts)
+
+
+def _published_cell(p: pd.Series, key: str) -> str:
+    """A published row's number for column `key`: its PESQ only under its own convention."""
+    if key in PESQ_METRICS:
+        convention = p["pesq_convention"]
+        if pd.isna(p["pesq"]) or key != (convention if convention in PESQ_METRICS else "pesq_wb"):
+            return ""
+        cell = fmt(p["pesq"], _digits(key))
+        if convention not in PESQ_METRICS:
+            cell += f"<br><span class='warn small'>not comparable: {esc(PESQ_CONVENTIONS[convention])}</span>"
+        return cell
+    col = {"wer_ctc": "wer_percent"}.get(key, key)
+    return fmt(p[col], _digits(key)) if col in p and key in ("stoi", "estoi", "wer_ctc") else ""
+
+
+def sync_section(systems: dict[str, System], splits: Sequence[str], seed: int) -> str:
+    """The estimated offset of each system's speech against the reference, and the scores once it is removed."""
+    parts = ["<h2 id='sync'>Sync</h2><p class='note'>Offset: how late a system's speech is against the reference "
+             f"(negative: early), the lag within &plusmn;{esc(_max_offset(systems))} ms that best lines up the "
+             "log-energy envelopes of the two, mean over utterances. The aligned scores are computed over the overlap "
+             "once each utterance's offset is removed: a synthesis that is right but shifted is not scored as wrong "
+             "(Niu &amp; Mak, arXiv 2303.00502). 95% bootstrap intervals in brackets.</p>"]
+    for split in splits:
+        rows = []
+        for s in systems.values():
+            part = s.scores[s.scores["split"] == split]
+            if part.empty or "offset_ms" not in part:
+                continue
+            summary = summarize(s.scores, [split])[split]
+            rows.append([esc(s.name), str(summary["n_scored"]),
+                         *[_cell(summary.get(k), bootstrap_ci(part, k, seed), _digits(k)) for k in SYNC_METRICS]])
+        if rows:
+            parts.append(table(["system", "n", *[LABELS[k] for k in SYNC_METRICS]], rows,
+                               caption=f"<b>{esc(split)}</b> split"))
+    return "\n".join(parts)
+
+
+def _max_offset(systems: dict[str, System]) -> str:
+    ms = _nested(next(iter(systems.values())).details, "versions.max_offset_ms") if systems else None
+    return "?" if ms is None else f"{ms:g}"
 
 
 def features_section(systems: dict[str, System], splits: Sequence[str], seed: int) -> str:
@@ -294,7 +336,7 @@ def headline_charts(systems: dict[str, System], splits: Sequence[str], keys: Seq
 def asr_section(systems: dict[str, System], splits: Sequence[str]) -> str:
     """Which ASRs produced the WERs, their identity hashes and their floor on ground-truth audio."""
     gt = systems.get("ground_truth")
-    asr = next(iter(systems.values())).metrics.get("versions", {}).get("asr", {}) if systems else {}
+    asr = next(iter(systems.values())).details.get("versions", {}).get("asr", {}) if systems else {}
     items = []
     for name in ASRS:
         ident = asr.get(name)
@@ -477,9 +519,9 @@ def _nested(d: dict[str, Any], dotted: str) -> Any:
 def describe(s: System) -> str:
     """A system in one line: what a reference row is, or the model card's kind, family and settings."""
     if s.reference:
-        return f"{esc(REFERENCES[s.name])}. Vocoder: <code>{esc(_nested(s.metrics, 'vocoder.name') or '?')}</code>."
-    card = _flat({"kind": s.metrics.get("kind", "?"), "family": s.family, **(_nested(s.metrics, "model.extra") or {})})
-    sha = str(_nested(s.metrics, "synthesis.model_sha256") or "?")[:16]
+        return f"{esc(REFERENCES[s.name])}. Vocoder: <code>{esc(_nested(s.details, 'vocoder.name') or '?')}</code>."
+    card = _flat({"kind": s.details.get("kind", "?"), "family": s.family, **(_nested(s.details, "model.extra") or {})})
+    sha = str(_nested(s.details, "synthesis.model_sha256") or "?")[:16]
     return (", ".join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in card.items() if v is not None)
             + f". Synthesis from model sha256 <code>{esc(sha)}</code>.")
 
@@ -535,7 +577,7 @@ def distribution_section(systems: dict[str, System], splits: Sequence[str]) -> s
     per = {n: s.scores for n, s in systems.items()}
     for split in splits:
         if any((s.scores["split"] == split).any() for s in systems.values()):
-            parts.append(img(figures.distributions(per, ["pesq", "stoi", "estoi"], split), f"metric distributions, {split}"))
+            parts.append(img(figures.distributions(per, ["pesq_wb", "stoi", "estoi"], split), f"metric distributions, {split}"))
     return "\n".join(parts)
 
 
@@ -572,7 +614,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def versions_section(systems: dict[str, System], protocol: Coverage) -> str:
     """The versions block of the metrics files (the protocol with the talkers evaluated), and any disagreement."""
-    flat = {n: _flatten(s.metrics.get("versions", {})) for n, s in systems.items()}
+    flat = {n: _flatten(s.details.get("versions", {})) for n, s in systems.items()}
     if not flat:
         return ""
     first = next(iter(flat.values()))
@@ -601,11 +643,13 @@ def build(cfg: ReportStageConfig, inputs: ReportInputs) -> str:
     """The report page as one HTML string."""
     report, seed = cfg.report, cfg.seed
     systems = load_systems(inputs, report.systems)
-    versions = systems["ground_truth"].metrics.get("versions", {})
+    versions = systems["ground_truth"].details.get("versions", {})
     corpus, protocol = versions.get("corpus", "unknown"), versions.get("protocol", "unknown")
     splits = [sp for sp in cfg.splits if any(_has(s, sp) for s in systems.values())]
     asrs = [a for a in ASRS if any(f"word_errors_{a}" in s.scores for s in systems.values())]
-    keys = [*SIGNAL_METRICS, *(f"wer_{a}" for a in asrs), *(f"cer_{a}" for a in asrs)]
+    errors = [*(f"wer_{a}" for a in asrs), *(f"cer_{a}" for a in asrs)]
+    keys = [*PESQ_METRICS, "stoi", "estoi", "mcd", *errors]
+    ablation_keys = ["pesq_wb", "stoi", "estoi", "mcd", *errors]  # one PESQ: each key is a paired bootstrap per question
     headline = [k for k in report.headline if k in keys]
     published = pd.read_csv(PUBLISHED)
     utts = sample_utterances(systems, splits, report.samples_per_split)
@@ -623,7 +667,7 @@ def build(cfg: ReportStageConfig, inputs: ReportInputs) -> str:
                     f"{esc(cap.split)} (below {cap.threshold}). The scores of {esc(', '.join(cap.systems))} are capped "
                     "by it: they measure the vocoder as much as the model.</div>")
     body.append("<p class='note'>Sections: <a href='#answers'>answers</a> &middot; <a href='#results'>results</a> "
-                "&middot; <a href='#features'>predicted features</a> &middot; <a href='#asr'>ASRs</a> &middot; "
+                "&middot; <a href='#sync'>sync</a> &middot; <a href='#features'>predicted features</a> &middot; <a href='#asr'>ASRs</a> &middot; "
                 "<a href='#ablations'>ablations</a> &middot; <a href='#listen'>listening</a> &middot; "
                 "<a href='#systems'>systems</a> &middot; <a href='#distributions'>distributions</a> &middot; "
                 "<a href='#issues'>input problems</a> &middot; <a href='#versions'>versions</a> &middot; "
@@ -631,7 +675,8 @@ def build(cfg: ReportStageConfig, inputs: ReportInputs) -> str:
     body += [answers_section(systems, report.questions, report.answer_split, headline, seed),
              results_section(systems, splits, keys, corpus, talkers, published, seed, cap)
              + headline_charts(systems, splits, headline, seed),
-             features_section(systems, splits, seed), asr_section(systems, splits), ablation_section(systems, report.questions, splits, keys, seed),
+             sync_section(systems, splits, seed), features_section(systems, splits, seed), asr_section(systems, splits),
+             ablation_section(systems, report.questions, splits, ablation_keys, seed),
              listening_section(systems, utts), system_sections(systems, utts, curves, cfg.mel, cap),
              distribution_section(systems, splits), issues_section(systems), versions_section(systems, talkers),
              published_section(published)]

@@ -36,8 +36,8 @@ from pipeline.report.build import (
 )
 from pipeline.report.config import Question
 
-KEYS = ("pesq", "stoi", "estoi", "wer_sphinx", "wer_ctc")
-DIGITS = {"pesq": 2, "stoi": 3, "estoi": 3, "wer_sphinx": 1, "wer_ctc": 1}
+KEYS = ("pesq_wb", "stoi", "estoi", "wer_sphinx", "wer_ctc")
+DIGITS = {"pesq_wb": 2, "stoi": 3, "estoi": 3, "wer_sphinx": 1, "wer_ctc": 1}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

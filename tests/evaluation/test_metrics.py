@@ -35,11 +35,21 @@ def test_identity_gives_each_metric_its_best_value(speech):
 
 
 def test_every_metric_worsens_as_noise_grows(speech):
-    mild, strong = (signal_metrics(speech, _noisy(speech, lvl), SR, MEL)[0] for lvl in (0.003, 0.03))
-    for key in ("pesq", "stoi", "estoi"):
-        best = PESQ_WB_MAX if key == "pesq" else 1.0
+    mild, strong = (signal_metrics(speech, _noisy(speech, lvl), SR, MEL, 0.2)[0] for lvl in (0.003, 0.03))
+    for key in ("pesq_wb", "pesq_nb8k", "pesq_nb16k", "stoi", "estoi", "pesq_wb_aligned", "stoi_aligned", "estoi_aligned"):
+        best = 4.65 if key.startswith("pesq") else 1.0
         assert strong[key] < mild[key] < best, key
     assert 0 < mild["mcd"] < strong["mcd"]
+    assert mild["offset_ms"] == strong["offset_ms"] == 0.0  # noise does not move the speech
+
+
+def test_aligned_scores_undo_a_delay_the_raw_scores_pay_for(speech):
+    late = np.concatenate([np.zeros(960, np.float32), speech[:-960]])  # 60 ms
+    m, errors = signal_metrics(speech, late, SR, MEL, 0.2)
+    assert not errors and m["offset_ms"] == 60.0
+    assert m["stoi_aligned"] > 0.99 > m["stoi"] and m["estoi_aligned"] > m["estoi"]
+    assert m["pesq_wb_aligned"] == pytest.approx(PESQ_WB_MAX, abs=1e-3)  # the reference itself once aligned
+    assert signal_metrics(speech, late, SR, MEL, 0.02)[0]["offset_ms"] <= 20  # never beyond the range searched
 
 
 def test_mcd_ignores_loudness_because_c0_is_excluded(speech):
@@ -92,7 +102,7 @@ def _rows(values: list[float | None]) -> pd.DataFrame:
         "utt_id": [f"u{i}" for i in range(len(values))], "split": "test",
         "scored": [v is not None for v in values],
         "issue_kinds": [[] if v is not None else ["silent"] for v in values],
-        **{m: [np.nan if v is None else v for v in values] for m in ("pesq", "stoi", "estoi", "mcd")},
+        **{m: [np.nan if v is None else v for v in values] for m in ("pesq_wb", "stoi", "estoi", "mcd")},
         "ref_words": [6.0 if v is not None else np.nan for v in values],
         "word_errors_sphinx": [3.0 if v is not None else np.nan for v in values],
         "char_errors_sphinx": [1.0 if v is not None else np.nan for v in values],
@@ -102,14 +112,14 @@ def _rows(values: list[float | None]) -> pd.DataFrame:
 def test_unscored_utterances_are_counted_not_averaged_as_zero():
     s = summarize(_rows([2.0, 3.0, None]), ["test"], asrs=("sphinx",))["test"]
     assert (s["n"], s["n_scored"], s["unscored"]["silent"]) == (3, 2, 1)
-    assert s["pesq"] == 2.5 and s["wer_sphinx"] == 50.0
+    assert s["pesq_wb"] == 2.5 and s["wer_sphinx"] == 50.0
 
 
 def test_bootstrap_intervals_cover_the_mean_and_paired_differences_are_signed():
     a, b = _rows([1.0, 2.0, 3.0, 4.0]), _rows([1.5, 2.5, 3.5, 4.5])
-    lo, hi = bootstrap_ci(a, "pesq")
+    lo, hi = bootstrap_ci(a, "pesq_wb")
     assert lo <= 2.5 <= hi and lo < hi
-    diff, dlo, dhi, n = paired_difference(a, b, "pesq")
+    diff, dlo, dhi, n = paired_difference(a, b, "pesq_wb")
     assert diff == pytest.approx(0.5) and dlo == pytest.approx(0.5) and dhi == pytest.approx(0.5) and n == 4
 
 

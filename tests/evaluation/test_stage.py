@@ -18,9 +18,9 @@ from stages import evaluate as evaluate_stage
 def test_reference_rows_bracket_what_a_model_can_score(eval_world):
     m = eval_world["metrics"]["references"]
     gt, ceiling, baseline = (m[k]["test"] for k in ("ground_truth", "vocoder_ceiling", "mean_mel_baseline"))
-    assert gt["pesq"] == pytest.approx(PESQ_WB_MAX, abs=1e-3) and gt["stoi"] == 1.0 and gt["mcd"] == 0.0
+    assert gt["pesq_wb"] == pytest.approx(PESQ_WB_MAX, abs=1e-3) and gt["stoi"] == 1.0 and gt["mcd"] == 0.0
     assert gt["n"] == gt["n_scored"] == 4 and sum(gt["unscored"].values()) == 0
-    assert baseline["stoi"] < ceiling["stoi"] < 1.0 and baseline["pesq"] < ceiling["pesq"] < gt["pesq"]
+    assert baseline["stoi"] < ceiling["stoi"] < 1.0 and baseline["pesq_wb"] < ceiling["pesq_wb"] < gt["pesq_wb"]
     assert baseline["wer_sphinx"] > gt["wer_sphinx"]  # a system that ignores the video is not understood
     # Both held-out speakers' utterances are scored; the unseen speaker uses the all-speaker mean.
     assert m["mean_mel_baseline"]["unseen"]["n_scored"] == 2
@@ -28,7 +28,7 @@ def test_reference_rows_bracket_what_a_model_can_score(eval_world):
 
 def test_variants_are_scored_against_the_same_ground_truth(eval_world):
     clean, noisy = (eval_world["metrics"][v]["test"] for v in ("gl_clean", "gl_noisy"))
-    assert noisy["pesq"] < clean["pesq"] and noisy["mcd"] > clean["mcd"]
+    assert noisy["pesq_wb"] < clean["pesq_wb"] and noisy["mcd"] > clean["mcd"]
     assert clean["n"] == noisy["n"] == 4
 
 
@@ -45,16 +45,16 @@ def test_broken_outputs_are_counted_with_messages_never_scored_as_zero(eval_worl
         assert (kind in row["issues"]) or (kind == "silent" and "every sample is zero" in row["issues"]), row["issues"]
         assert bool(row["scored"]) == (kind == "clipped")
         if kind != "clipped":
-            assert pd.isna(row["pesq"]) and pd.isna(row["wer_sphinx"])
+            assert pd.isna(row["pesq_wb"]) and pd.isna(row["wer_sphinx"])
     clipped = df.loc[[u for u, k in fate.items() if k == "clipped"][0]]
-    assert m["pesq"] == pytest.approx(clipped["pesq"], abs=1e-4)  # the mean is the one scored utterance
+    assert m["pesq_wb"] == pytest.approx(clipped["pesq_wb"], abs=1e-4)  # the mean is the one scored utterance
     assert set(BROKEN) == set(fate.values())
 
 
-def test_metrics_files_record_versions_and_asrs(eval_world):
+def test_details_files_record_versions_and_asrs(eval_world):
     layout = eval_world["layout"]
     for name in ("ground_truth", "vocoder_ceiling", "mean_mel_baseline", "gl_clean", "gl_noisy", "broken"):
-        m = json.loads(layout.metrics(name).read_text())
+        m = json.loads(layout.metrics_details(name).read_text())
         v = m["versions"]
         assert v["packages"]["ffmpeg"].startswith("ffmpeg version") and v["packages"]["pesq"] == "0.0.4"
         assert {"pystoi", "pocketsphinx", "torch"} <= set(v["packages"])
@@ -62,18 +62,31 @@ def test_metrics_files_record_versions_and_asrs(eval_world):
         assert len(v["asr"]["sphinx"]["grammar_sha256"]) == 64 and len(v["asr"]["ctc"]["model_sha256"]) == 64
         assert v["asr"]["sphinx"]["references_in_grammar"] == 1.0
         assert set(m) >= {"test", "unseen", "system", "kind"}
-        assert layout.plots(name).joinpath("test_pesq.csv").is_file()
-    assert json.loads(layout.metrics("vocoder_ceiling").read_text())["vocoder"]["name"] == "griffin_lim"
+        assert layout.plots(name).joinpath("test_pesq_wb.csv").is_file()
+    assert json.loads(layout.metrics_details("vocoder_ceiling").read_text())["vocoder"]["name"] == "griffin_lim"
     samples = list(layout.eval_samples("x").parent.glob("*.parquet"))
     assert len(samples) == 6  # every system keeps the same sample utterances for the report
 
 
 def test_a_systems_kind_and_family_come_from_its_model_card(eval_world):
     for system, (kind, family, extra) in VARIANTS.items():
-        m = json.loads(eval_world["layout"].metrics(system).read_text())
-        # the card's scalar settings, without its vectors (DVC would list every number as a metric)
+        m = json.loads(eval_world["layout"].metrics_details(system).read_text())
+        # the card's scalar settings, without its vectors
         assert (m["system"], m["kind"], m["family"], m["model"]["extra"]) == (system, kind, family, extra)
-    assert json.loads(eval_world["layout"].metrics("ground_truth").read_text())["kind"] == "reference"
+    assert json.loads(eval_world["layout"].metrics_details("ground_truth").read_text())["kind"] == "reference"
+
+
+def test_metrics_files_hold_the_headline_numbers_only(eval_world):
+    """What `dvc exp show` lists: at most 12 numbers per system and split, each the details file's own."""
+    layout = eval_world["layout"]
+    for name in ("ground_truth", "vocoder_ceiling", "mean_mel_baseline", "gl_clean", "gl_noisy", "broken"):
+        metrics = json.loads(layout.metrics(name).read_text())
+        details = json.loads(layout.metrics_details(name).read_text())
+        assert "test" in metrics and set(metrics) <= {"test", "unseen"}
+        for split, numbers in metrics.items():
+            assert set(numbers) == {"pesq_wb", "pesq_nb8k", "pesq_nb16k", "stoi", "estoi", "wer_sphinx", "wer_ctc",
+                                    "offset_ms"}
+            assert numbers == {k: details[split][k] for k in numbers}
 
 
 def _linked_world(eval_world, root) -> Layout:

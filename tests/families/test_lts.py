@@ -235,7 +235,7 @@ def test_predictions_are_scored_against_the_feature_stages(trained, tmp_path):
     out = tmp_path / "synth"
     _synthesis(trained, out)
     checks = evaluation_config(Params(TREE), references=False).scoring.checks
-    settings = Settings(MEL, checks, None, None, None)  # no ASR: the feature scores need none
+    settings = Settings(MEL, checks, None, None, None, 0.2)  # no ASR: the feature scores need none
     shards = {s: sorted((trained.roi / "shards" / s).rglob("*.parquet")) for s in ("test", "unseen")}
     rows = [score(t) for t in tasks("lts_full", shards, out, settings, set(), None, Catalog(trained, AUDIO))]
     assert len(rows) == 6

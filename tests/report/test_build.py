@@ -50,10 +50,10 @@ def _copy_world(eval_world: dict[str, Any], root: Path) -> Layout:
     return layout
 
 
-def _edit_metrics(layout: Layout, system: str, edit: Any) -> None:
-    metrics = json.loads(layout.metrics(system).read_text(encoding="utf-8"))
-    edit(metrics)
-    layout.metrics(system).write_text(json.dumps(metrics), encoding="utf-8")
+def _edit_details(layout: Layout, system: str, edit: Any) -> None:
+    details = json.loads(layout.metrics_details(system).read_text(encoding="utf-8"))
+    edit(details)
+    layout.metrics_details(system).write_text(json.dumps(details), encoding="utf-8")
 
 
 def _page(cfg: report_stage.ReportStageConfig, layout: Layout, name: str = "report.html",
@@ -100,7 +100,7 @@ def test_answers_open_the_page_one_sentence_per_question(eval_world, report):
     sentence = re.search(r"<li><b>Pre-trained decoder \(fine-tuned\) vs\. decoder from scratch, melspec</b>: (.*?)</li>",
                          answers).group(1)
     assert expected in sentence and f"on test (n={n})" in sentence and n == 4
-    for label in ("PESQ", "ESTOI", "WER ctc %"):  # every headline metric, none other
+    for label in ("PESQ-WB", "ESTOI", "WER ctc %"):  # every headline metric, none other
         assert f">{label} " in sentence
     assert "MCD" not in sentence and "gl_clean &minus; gl_noisy" in sentence
     assert answers.count("<li>") == 1
@@ -192,14 +192,18 @@ def test_chromium_renders_tables_images_and_audio(report, tmp_path):
 def test_grid_results_sit_beside_the_papers_numbers(eval_world):
     systems = load_systems(ReportInputs(eval_world["layout"], ()), list(VARIANTS))
     published = pd.read_csv(PUBLISHED)
-    keys = ["pesq", "stoi", "estoi", "wer_ctc"]
+    keys = ["pesq_wb", "pesq_nb8k", "pesq_nb16k", "stoi", "estoi", "wer_ctc"]
     html = results_section(systems, ["test"], keys, "grid", Coverage("seen-4"), published, 0)
     assert html.count("<tr class='pub'>") == 4 and "published: SVTS" in html and "Mira et al. 2022" in html
     assert "demo corpus" not in html and "our split is drawn by our seed" in html
     assert "other talkers" not in html  # a protocol naming no talkers here is never partial
-    # PESQ only beside the same convention: VCA-GAN's narrow-band 8 kHz, Lip2Wav's 16 kHz and the unstated ones are marked
-    assert html.count("not comparable: narrow-band at 8 kHz") == 1 and html.count("not comparable: narrow-band at 16 kHz") == 1
-    assert html.count("not comparable: the paper does not say which PESQ") == 2
+    # each paper's PESQ in the column of its convention (VCA-GAN narrow-band at 8 kHz, Lip2Wav at 16 kHz); a paper
+    # that does not say is shown under wide-band and marked
+    pesq_cells = {row.split("published: ")[1].split(" <")[0]: re.findall(r"<td class=''>(.*?)</td>", row)[2:5]
+                  for row in html.split("\n") if "published: " in row}
+    assert pesq_cells["VCA-GAN"] == ["", "2.01", ""] and pesq_cells["Lip2Wav"] == ["", "", "1.77"]
+    assert pesq_cells["SVTS"][0].startswith("1.97<br>") and pesq_cells["SVTS"][1:] == ["", ""]
+    assert html.count("not comparable: the paper does not say which PESQ") == 2 and "narrow-band" not in html
     unseen = results_section(systems, ["unseen"], keys, "grid", Coverage("unseen"), published, 0)
     assert unseen.count("<tr class='pub'>") == 2
     assert "<tr class='pub'>" not in results_section(systems, ["test"], keys, "demo", Coverage("demo"), published, 0)
@@ -208,10 +212,10 @@ def test_grid_results_sit_beside_the_papers_numbers(eval_world):
 def test_a_vocoder_ceiling_far_from_ground_truth_is_flagged_beside_every_vocoded_system(eval_world, tmp_path, monkeypatch,
                                                                                        capsys):
     layout = _copy_world(eval_world, tmp_path)
-    ceiling = json.loads(layout.metrics("vocoder_ceiling").read_text(encoding="utf-8"))
+    ceiling = json.loads(layout.metrics_details("vocoder_ceiling").read_text(encoding="utf-8"))
     vocoder, estoi = ceiling["vocoder"]["name"], ceiling["test"]["estoi"]
     # gl_clean's synthesis went through the ceiling's vocoder; gl_noisy and broken wrote waveforms
-    _edit_metrics(layout, "gl_clean", lambda m: m["synthesis"].update(vocoder=vocoder))
+    _edit_details(layout, "gl_clean", lambda m: m["synthesis"].update(vocoder=vocoder))
     note = ("<span class='warn'>&#9888; scores capped by the vocoder: its ceiling (vocoder_ceiling) reaches only "
             f"ESTOI {estoi:.3f} on test</span>")
     cfg = _configure(vocoder_ceiling_min_estoi=estoi + 0.01)
@@ -231,14 +235,14 @@ def test_a_vocoder_ceiling_far_from_ground_truth_is_flagged_beside_every_vocoded
 
     close = _page(_configure(vocoder_ceiling_min_estoi=estoi), layout, "close.html")  # at the threshold: no warning
     assert "capped" not in close
-    _edit_metrics(layout, "gl_clean", lambda m: m["synthesis"].update(vocoder=None))
+    _edit_details(layout, "gl_clean", lambda m: m["synthesis"].update(vocoder=None))
     assert "capped" not in _page(cfg, layout, "waveforms.html")  # only the baseline is vocoded: nothing to warn about
 
 
 def test_a_protocol_run_on_some_of_its_talkers_says_so_wherever_it_is_named(eval_world, tmp_path):
     layout = _copy_world(eval_world, tmp_path)
-    for path in layout.metrics_dir.glob("*.json"):  # a GRID seen-4 run ...
-        _edit_metrics(layout, path.stem, lambda m: m["versions"].update(corpus="grid", protocol="seen-4"))
+    for path in layout.metrics_dir.glob("*.details.json"):  # a GRID seen-4 run ...
+        _edit_details(layout, path.name.removesuffix(".details.json"), lambda m: m["versions"].update(corpus="grid", protocol="seen-4"))
     gt = pd.read_parquet(layout.eval("ground_truth"))
     gt.assign(speaker="s1").to_parquet(layout.eval("ground_truth"))  # ... whose utterances are all s1's
     text = _page(_configure(), layout)
@@ -247,7 +251,7 @@ def test_a_protocol_run_on_some_of_its_talkers_says_so_wherever_it_is_named(eval
     assert text.count(f"protocol <b>{label}</b>") == 2  # both result tables
     assert f"<code>{label}</code>" in text  # the versions table
     assert not re.findall(r"seen-4(?!, 1 of 4 talkers: s1)", text[:text.index("id='published'")])
-    results = text[text.index("id='results'"):text.index("id='asr'")]
+    results = text[text.index("id='results'"):text.index("id='sync'")]
     assert results.count("<tr class='pub'>") == results.count("not comparable (other talkers)") == 4
 
     talkers = ["s1", "s2", "s4", "s29"]  # every talker of seen-4 evaluated: the protocol's name alone
@@ -308,7 +312,7 @@ def test_a_system_line_spells_out_nested_settings_as_dotted_keys():
 
 def test_predicted_features_are_tabled_for_the_systems_that_predict_them():
     def system(name: str, **features: float) -> System:
-        rows = [{"utt_id": f"u{i}", "split": "test", "scored": True, "issue_kinds": [], "pesq": 1.0, "stoi": 0.5,
+        rows = [{"utt_id": f"u{i}", "split": "test", "scored": True, "issue_kinds": [], "pesq_wb": 1.0, "stoi": 0.5,
                  "estoi": 0.2, "mcd": 9.0, **{k: v + 0.01 * i for k, v in features.items()}} for i in range(4)]
         return System(name, pd.DataFrame(rows), {}, {})
 
