@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("pipeline.features.cli", "speaker embedding of an audio or video file"),
     "speak": ("pipeline.inference.speak", "synthesise speech for a silent video with a trained model"),
     "score": ("pipeline.evaluation.cli", "objective metrics of a synthesised wav against a reference"),
+    "evaluate": ("pipeline.evaluation.external", "score a folder of WAVs named by utterance id, as a system of the report"),
     "timed": ("pipeline.report.timed", "run a dvc command and record every stage's wall time"),
     "results": ("pipeline.report.results", "docs/RESULTS.md from finished runs"),
 }

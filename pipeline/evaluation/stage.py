@@ -80,19 +80,24 @@ def evaluate_system(system: str, cfg: EvaluationConfig, layout: Layout) -> dict[
     """
     synth = layout.synth(system)
     card = load_card(synth)
-    s, shards, keep = _common(cfg, layout)
     info_file = synth / "info.json"
     synthesis = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else None
     # where the ground truth of what the model predicted lives (a model that sees video records its audio rates)
     audio = card.crop.get("audio")
     catalog = Catalog(layout, parse(AudioConfig, audio, f"{synth} card crop.audio")) if audio is not None else None
-    df, samples = run(system, shards, synth, s, Executor.from_config(cfg.executor), keep, catalog=catalog)
     # Scalars only: a card's vectors (the mean speaker embedding) would bury the provenance in numbers.
     extra = {k: v for k, v in to_plain(card.extra).items() if not isinstance(v, list)}
     model = {"name": card.name, "inputs": list(card.inputs), "extra": extra}
-    info = _info(cfg, layout, s, shards, system=system, kind=card.kind, family=card.family, model=model,
-                 synthesis=synthesis)
-    return _write(system, df, samples, info, layout, cfg, s)
+    return evaluate_shards(system, synth, cfg, layout, catalog, kind=card.kind, family=card.family, model=model,
+                           synthesis=synthesis)
+
+
+def evaluate_shards(system: str, synth: Path, cfg: EvaluationConfig, layout: Layout, catalog: Catalog | None = None,
+                    **info: Any) -> dict[str, Any]:
+    """Score the synthesis shards under `synth` as `system` (`info` goes into its details file); returns the details."""
+    s, shards, keep = _common(cfg, layout)
+    df, samples = run(system, shards, synth, s, Executor.from_config(cfg.executor), keep, catalog=catalog)
+    return _write(system, df, samples, _info(cfg, layout, s, shards, system=system, **info), layout, cfg, s)
 
 
 def evaluate_references(cfg: EvaluationConfig, layout: Layout) -> dict[str, dict[str, Any]]:

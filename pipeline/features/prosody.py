@@ -69,6 +69,17 @@ def pitch(audio: np.ndarray, frame_energy: np.ndarray, mel: MelConfig, cfg: Pros
     return np.where(voiced, f0[:n], 0.0).astype(np.float32), voiced
 
 
+def compile_pitch(mel: MelConfig, cfg: ProsodyConfig) -> None:
+    """Compile pyin's numba kernels here, once, before any worker starts.
+
+    numba compiles them on first use (about 25 s) and caches them beside librosa. Workers compiling at
+    the same moment (a forked pool starts them together) raced on that cache and left it corrupt: every
+    later run segfaulted in the workers. Compiled here, the workers inherit or load them.
+    """
+    audio = np.random.default_rng(0).standard_normal(mel.sample_rate // 2).astype(np.float32)  # float32, as roi audio
+    pitch(audio, energy(audio, mel), mel, cfg)
+
+
 def prosody(utt: Utterance, mel: MelConfig, cfg: ProsodyConfig) -> dict[str, Any]:
     """`f0`, `voiced` and `energy` columns of one utterance, n_frames x mel frames per video frame long."""
     audio = utt.audio_at(mel.sample_rate)
@@ -133,6 +144,7 @@ def _collect_train(results: Iterable[tuple[UttKey, Result]], stats: SpeakerStats
 def run_prosody(mel: MelConfig, cfg: ProsodyConfig, executor: Executor, roi_root: str | Path, out_root: str | Path) -> Outcome:
     """F0, voicing and energy of every utterance in aligned shards, plus train statistics in `prosody.json`."""
     keys = index_roi(roi_root)
+    compile_pitch(mel, cfg)
     task = per_utterance(functools.partial(prosody, mel=mel, cfg=cfg))
     stats = SpeakerStats()
     with atomic_dir(out_root) as tmp:

@@ -88,6 +88,15 @@ def embed(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return vector
 
 
+def compile_features() -> None:
+    """Compile the numba kernels of resemblyzer's mel spectrogram (librosa's) here, once, before any worker
+    starts: workers compiling them at the same moment race on numba's on-disk cache (see
+    `prosody.compile_pitch`)."""
+    from resemblyzer.audio import wav_to_mel_spectrogram
+
+    wav_to_mel_spectrogram(np.random.default_rng(0).standard_normal(ENCODER_SAMPLE_RATE).astype(np.float32))
+
+
 def _embed_utterance(utt: Utterance) -> dict[str, Any]:
     return {"embedding": embed(utt.audio, utt.sample_rate)}
 
@@ -167,6 +176,7 @@ def _rows(keys: list[UttKey], own: dict[str, Result], cond: dict[str, Conditioni
 def run_speakers(cfg: SpeakersConfig, seed: int, executor: Executor, roi_root: str | Path, out_root: str | Path) -> Outcome:
     """Embed every utterance, derive leakage-free conditioning, write aligned shards and `speakers.json`."""
     keys = index_roi(roi_root)
+    compile_features()
     own = {k.utt_id: r for k, r in map_batches(per_utterance(_embed_utterance), roi_root, keys, executor, desc="speakers")}
     embeddings = {u: r["embedding"] for u, r in own.items() if not isinstance(r, Failure)}
     cond = conditioning(keys, embeddings, cfg.references, seed)

@@ -106,6 +106,16 @@ def test_statistics_come_from_train_only(stage):
     assert (tmp / "changed" / "test" / "a-000.parquet").read_bytes() != (tmp / "prosody" / "test" / "a-000.parquet").read_bytes()
 
 
+def test_a_pool_writes_the_bytes_of_the_inline_run(stage):
+    # pyin's numba kernels are compiled in the parent first (compile_pitch): workers compiling them at once
+    # corrupted numba's on-disk cache, and every later pooled run segfaulted
+    tmp, roi, _ = stage
+    outcome = run_prosody(MEL, CFG, Executor(workers=2), roi, tmp / "pooled")
+    assert (outcome.ok, outcome.failures) == (5, [])
+    for path in list_shards(tmp / "prosody"):
+        assert (tmp / "pooled" / path.relative_to(tmp / "prosody")).read_bytes() == path.read_bytes()
+
+
 def test_real_grid_clip_has_speech_like_pitch():
     audio = grid_audio("lbax4n")
     e = energy(audio, MEL)
