@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "speak": ("pipeline.inference.speak", "synthesise speech for a silent video with a trained model"),
     "score": ("pipeline.evaluation.cli", "objective metrics of a synthesised wav against a reference"),
     "evaluate": ("pipeline.evaluation.external", "score a folder of WAVs named by utterance id, as a system of the report"),
+    "export": ("pipeline.inference.export", "a trained model as a folder with its base, vocoder and model card"),
     "timed": ("pipeline.report.timed", "run a dvc command and record every stage's wall time"),
     "results": ("pipeline.report.results", "docs/RESULTS.md from finished runs"),
 }

@@ -76,19 +76,27 @@ def state_dict_mismatch(exc: RuntimeError) -> str:
     return ", ".join(f"{n} {kind}" for kind, n in counts.items()) + f"; first: {first}"
 
 
-def load_base_model(card: ModelCard, device: str | torch.device | None = None) -> LoadedModel:
-    """The model whose synthesis `card`'s model reads (an AV2A's base V2A: `extra.base`), checked to be the
-    very weights it was trained on; a missing or changed base is a one-line error."""
+def base_dir(card: ModelCard, model_dir: str | os.PathLike[str]) -> Path:
+    """The model whose synthesis `card`'s model reads (an AV2A's base V2A: `extra.base`): the copy exported with
+    it (`<model_dir>/base/`, v2s export), else the card's path; checked to be the very weights it was trained on.
+    A missing or changed base is a one-line error."""
     base = card.extra.get("base")
     if not isinstance(base, Mapping) or not {"name", "path", "sha256"} <= set(base):
         raise ValueError(f"{card.kind} model {card.name!r} reads a synthesis but its card names no base model")
-    path = Path(base["path"])
+    bundled = Path(model_dir) / "base"
+    path = bundled if (bundled / WEIGHTS).is_file() else Path(base["path"])
     if not (path / WEIGHTS).is_file():
         raise FileNotFoundError(f"base model of {card.name!r} missing: no {path / WEIGHTS} (train {base['name']!r} first)")
     sha = sha256_file(path / WEIGHTS)
     if sha != base["sha256"]:
         raise ValueError(f"base model {path} is not the one {card.name!r} was trained on "
                          f"(sha256 {sha[:12]}, card says {base['sha256'][:12]}): retrain the AV2A or restore the base")
+    return path
+
+
+def load_base_model(card: ModelCard, model_dir: str | os.PathLike[str], device: str | torch.device | None = None) -> LoadedModel:
+    """The base model of `card`'s model at `model_dir` (see `base_dir`), loaded; it must crop as the model does."""
+    path = base_dir(card, model_dir)
     loaded = load_model(path, device)
     if loaded.card.crop != card.crop:
         raise ValueError(f"base model {path} crops differently from {card.name!r}")

@@ -49,12 +49,15 @@ def speaker_embedding(reference: Path | None, mean: np.ndarray | None, sample_ra
 
 
 def vocoder_path(arg: str | None, model: Path) -> Path | None:
-    """The HiFi-GAN directory `--vocoder` names (None: Griffin-Lim), by default the one the pipeline trained
-    beside the model (models/<kind>/<name> -> models/vocoder), wherever the command runs; one that is not
-    there is an error, never a silent switch to Griffin-Lim."""
+    """The HiFi-GAN directory `--vocoder` names (None: Griffin-Lim), by default the model's own: the one exported
+    with it (`<model>/vocoder/`, v2s export), else the one the pipeline trained beside it (models/<kind>/<name> ->
+    models/vocoder), wherever the command runs; one that is not there is an error, never a silent switch to
+    Griffin-Lim."""
     if arg == GRIFFIN_LIM:
         return None
-    path = Path(arg) if arg is not None else model.resolve().parent.parent / "vocoder"
+    bundled = model / "vocoder"
+    own = bundled if (bundled / WEIGHTS).is_file() else model.resolve().parent.parent / "vocoder"
+    path = Path(arg) if arg is not None else own
     if not (path / WEIGHTS).is_file():
         how = "--vocoder" if arg is not None else f"the model's own vocoder ({path})"
         raise FileNotFoundError(f"{how}: no HiFi-GAN weights in {path}; pass --vocoder DIR or --vocoder {GRIFFIN_LIM}")
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         batch = {"video": torch.from_numpy(crops[None]).permute(0, 1, 4, 2, 3),
                  "spk": torch.from_numpy(np.asarray(spk, dtype=np.float32)[None])}
         if "synth" in card.inputs:  # the chain: the base speaks from the video, then this model from both
-            base = load_base_model(card, loaded.device)
+            base = load_base_model(card, args.model, loaded.device)
             if base.family.vocoded and vocoder is None:
                 vocoder = load_vocoder(vocoder_path(args.vocoder, args.model), base.audio.mel, base.device)
             batch["synth"] = torch.from_numpy(base.speak(batch, vocoder)[0][None])

@@ -1,43 +1,20 @@
 """`v2s speak`: a real GRID clip through the roi crop its model card records and a tiny model to a wav of the clip's length."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import paths
 import pytest
 import soundfile as sf
-from model_world import AUDIO, PARAMS, loss, model_cfg, train_cfg
+from model_world import PARAMS, av2a_dir, model_dir
 
 from pipeline.cli import main as cli_main
-from pipeline.config import to_plain
 from pipeline.families import get_family
-from pipeline.inference.card import ModelCard
-from pipeline.inference.model_dir import save_model_dir
-from pipeline.training.task import Context
 from pipeline.video.roi import roi_config
 
 GRID = paths.GRID
-
-
-def _model_dir(path: Path, family: str, size: int = 96, kind: str = "v2a", variant: Any = None) -> Path:
-    """A freshly initialised demo-size model of `family`, exported with the card train_v2a writes,
-    trained (so its card says) on `size`-pixel crops."""
-    fam = get_family(family)
-    variant = fam.variant_class(family, "scratch", True) if kind == "v2a" else variant
-    task = fam.task(kind, Context(), train_cfg(1), model_cfg(family), loss(family), variant)
-    state, extra = task.export()
-    rng = np.random.default_rng(0)
-    mean = rng.standard_normal(256).astype(np.float32)
-    roi = dataclasses.replace(roi_config(PARAMS), size=size)
-    card = ModelCard(kind, family, f"{family}_test", fam.inputs[kind],
-                     {"roi": to_plain(roi), "audio": to_plain(AUDIO), "frame": {"height": size, "width": size, "channels": 1}},
-                     to_plain(train_cfg(1)), {}, {}, {**extra, "mean_speaker_embedding": (mean / np.linalg.norm(mean)).tolist()},
-                     to_plain(model_cfg(family)))
-    return save_model_dir(path, state, card)
 
 
 @pytest.fixture
@@ -48,7 +25,7 @@ def clip():
 
 
 def test_speak_writes_the_clips_length_with_the_mean_voice(clip, tmp_path, capsys):
-    model = _model_dir(tmp_path / "wavegan", "wavegan")
+    model = model_dir(tmp_path / "wavegan", "wavegan")
     out = tmp_path / "out.wav"
     assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(out)]) == 0
     captured = capsys.readouterr()
@@ -60,7 +37,7 @@ def test_speak_writes_the_clips_length_with_the_mean_voice(clip, tmp_path, capsy
 
 
 def test_speak_melspec_with_a_reference_voice_and_griffin_lim(clip, tmp_path, capsys):
-    model = _model_dir(tmp_path / "melspec", "melspec")
+    model = model_dir(tmp_path / "melspec", "melspec")
     out = tmp_path / "out.wav"
     reference = GRID / "lbax4n.mpg"
     args = ["speak", str(clip), "--model", str(model), "-o", str(out), "--reference", str(reference),
@@ -74,7 +51,7 @@ def test_speak_melspec_with_a_reference_voice_and_griffin_lim(clip, tmp_path, ca
 
 def test_speak_lts_from_the_video_alone(clip, tmp_path, capsys):
     variant = get_family("lts").variant_class(True, True, 0.667)
-    model = _model_dir(tmp_path / "lts", "lts", kind="lts", variant=variant)
+    model = model_dir(tmp_path / "lts", "lts", kind="lts", variant=variant)
     out = tmp_path / "out.wav"
     assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(out), "--vocoder", "griffin_lim"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -85,39 +62,17 @@ def test_speak_lts_from_the_video_alone(clip, tmp_path, capsys):
 def test_speak_crops_as_the_card_says_not_as_params_yaml(clip, tmp_path, capsys):
     # params.yaml crops 96 px; this model was trained on 64 px crops, so speak must crop 64 px
     assert roi_config(PARAMS).size == 96
-    model = _model_dir(tmp_path / "small", "wavegan", size=64)
+    model = model_dir(tmp_path / "small", "wavegan", size=64)
     assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(tmp_path / "o.wav")]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["samples"] == 75 * 640
 
 
-def test_speak_explains_a_bad_model_dir(clip, tmp_path, capsys):
+def test_speak_explains_a_badmodel_dir(clip, tmp_path, capsys):
     assert cli_main(["speak", str(clip), "--model", str(tmp_path), "-o", str(tmp_path / "o.wav")]) == 1
     assert "not a model directory" in capsys.readouterr().err
-    a2a = _model_dir(tmp_path / "a2a", "wavegan", kind="a2a")
+    a2a = model_dir(tmp_path / "a2a", "wavegan", kind="a2a")
     assert cli_main(["speak", str(clip), "--model", str(a2a), "-o", str(tmp_path / "o.wav")]) == 1
     assert "a2a model reading ['audio', 'spk']" in capsys.readouterr().err
-
-
-def _av2a_dir(path: Path, base_dir: Path) -> Path:
-    """An AV2A on the base model of `base_dir` (fusion weights perturbed so the audio input matters), with its card."""
-    import torch
-
-    from pipeline.families.speech import AV2AModelConfig
-    from pipeline.inference.model_dir import load_model_dir, sha256_file
-    from pipeline.models.av2a import load_base
-
-    fam = get_family("wavegan")
-    base_state, base_card = load_model_dir(base_dir)
-    model = fam.build("av2a", AV2AModelConfig(model_cfg("wavegan"), "concat"))
-    load_base(model, base_state, base_card.extra["norm_stats"], None)
-    with torch.no_grad():
-        model.fusion.proj.weight.add_(0.05 * torch.randn(model.fusion.proj.weight.shape,
-                                                         generator=torch.Generator().manual_seed(0)))
-    base = {"name": base_card.name, "path": str(base_dir), "sha256": sha256_file(base_dir / "model.pt")}
-    card = dataclasses.replace(base_card, kind="av2a", name="av2a_test", inputs=fam.inputs["av2a"],
-                               extra={**base_card.extra, "norm_stats": "audio_video", "base": base},
-                               model={"base": to_plain(model_cfg("wavegan")), "fusion": "concat"})
-    return save_model_dir(path, model.state_dict(), card)
 
 
 def _with_noise_audio(clip: Path, out: Path) -> Path:
@@ -133,8 +88,8 @@ def _with_noise_audio(clip: Path, out: Path) -> Path:
 
 
 def test_speak_chains_an_av2a_after_its_base_and_ignores_the_clips_audio(clip, tmp_path, capsys):
-    base = _model_dir(tmp_path / "v2a" / "wavegan_test", "wavegan")
-    av2a = _av2a_dir(tmp_path / "av2a", base)
+    base = model_dir(tmp_path / "v2a" / "wavegan_test", "wavegan")
+    av2a = av2a_dir(tmp_path / "av2a", base)
     out, noisy_out = tmp_path / "out.wav", tmp_path / "noisy.wav"
     assert cli_main(["speak", str(clip), "--model", str(av2a), "-o", str(out)]) == 0
     captured = capsys.readouterr()
@@ -153,9 +108,9 @@ def test_speak_chains_an_av2a_after_its_base_and_ignores_the_clips_audio(clip, t
 
 
 def test_speak_refuses_a_missing_or_changed_base(clip, tmp_path, capsys):
-    base = _model_dir(tmp_path / "v2a" / "wavegan_test", "wavegan")
-    av2a = _av2a_dir(tmp_path / "av2a", base)
-    _model_dir(base, "wavegan", size=88)  # the base retrained: other weights under the same name
+    base = model_dir(tmp_path / "v2a" / "wavegan_test", "wavegan")
+    av2a = av2a_dir(tmp_path / "av2a", base)
+    model_dir(base, "wavegan", size=88)  # the base retrained: other weights under the same name
     assert cli_main(["speak", str(clip), "--model", str(av2a), "-o", str(tmp_path / "o.wav")]) == 1
     err = capsys.readouterr().err.strip()
     assert "is not the one 'av2a_test' was trained on" in err.splitlines()[-1]  # the reason, in one line
@@ -165,7 +120,7 @@ def test_speak_refuses_a_missing_or_changed_base(clip, tmp_path, capsys):
 
 
 def test_speak_refuses_a_vocoder_it_cannot_find_before_any_work(clip, tmp_path, capsys):
-    model = _model_dir(tmp_path / "models" / "v2a" / "melspec_test", "melspec")
+    model = model_dir(tmp_path / "models" / "v2a" / "melspec_test", "melspec")
     out = tmp_path / "out.wav"
     # mistyped --vocoder: an error, not Griffin-Lim
     assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(out), "--vocoder", str(tmp_path / "vocodr")]) == 1
@@ -190,7 +145,7 @@ def test_speak_refuses_an_output_that_would_not_get_a_wav(clip, tmp_path, capsys
 def test_speak_names_the_model_when_its_weights_are_bad(clip, tmp_path, capsys):
     import torch
 
-    model = _model_dir(tmp_path / "wavegan", "wavegan")
+    model = model_dir(tmp_path / "wavegan", "wavegan")
     state = torch.load(model / "model.pt", weights_only=True)
     torch.save({k: v[..., :1] if v.ndim > 1 else v for k, v in state.items()}, model / "model.pt")  # other widths
     assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(tmp_path / "o.wav")]) == 1
