@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 
 from pipeline.config import ConfigError, Params
+from pipeline.evaluation.asr_whisper import WhisperConfig
 from pipeline.evaluation.config import mel_config, splits
 from pipeline.layout import Layout
 from pipeline.report.build import ReportInputs, report_warnings, write_report
@@ -15,13 +16,14 @@ STAGE = "report"
 
 
 def configure(params: Params, key: str | None = None) -> ReportStageConfig:
-    """`report`, `evaluate.splits`, `seed`, `audio` and `protocols`, parsed strictly."""
+    """`report`, `evaluate.splits`, `seed`, `audio`, `protocols` and `asr.whisper`, parsed strictly."""
     seed = params.raw("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed: expected an integer, got {seed!r}")
     # every protocol, not only today's: the metrics files name the protocol their run used
     protocols = {name: params.parse(f"protocols.{name}", ProtocolConfig) for name in params.raw("protocols")}
-    return ReportStageConfig(params.parse("report", ReportConfig), splits(params), seed, mel_config(params), protocols)
+    return ReportStageConfig(params.parse("report", ReportConfig), splits(params), seed, mel_config(params), protocols,
+                             params.parse("asr.whisper", WhisperConfig))
 
 
 def main(argv: list[str] | None = None) -> int:

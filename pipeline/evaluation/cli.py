@@ -69,7 +69,8 @@ def score_files(args: argparse.Namespace, scoring: ScoringConfig) -> dict[str, A
     ctc_dir = args.asr_model if has_ctc_model(args.asr_model) else None
     max_offset_s = scoring.max_offset_s if args.max_offset_ms is None else args.max_offset_ms / 1000
     s = Settings(scoring.mel, scoring.checks, None if args.no_sphinx else scoring.sphinx,
-                 None if ctc_dir is None else os.fspath(ctc_dir), None, max_offset_s)
+                 None if ctc_dir is None else os.fspath(ctc_dir), None, max_offset_s,
+                 scoring.whisper if scoring.whisper.enabled else None)
     ref, ref_sr = _read(args.ref)
     hyp, hyp_sr = _read(args.hyp)
     result = score_pair(ref, ref_sr, hyp, hyp_sr, args.text, s)

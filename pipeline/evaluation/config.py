@@ -12,6 +12,7 @@ from pipeline.audio.mel import AudioConfig, MelConfig
 from pipeline.config import ConfigError, Params, parse, parse_value
 from pipeline.corpora.config import CorpusConfig
 from pipeline.evaluation.asr_sphinx import SphinxConfig
+from pipeline.evaluation.asr_whisper import WhisperConfig
 from pipeline.evaluation.checks import CheckConfig
 from pipeline.executor import ExecutorConfig
 from pipeline.inference.vocoder import VocoderName
@@ -35,6 +36,7 @@ class ScoringConfig:
     checks: CheckConfig
     sphinx: SphinxConfig
     ctc: bool  # asr.ctc.enabled: score with the trained in-domain ASR (models/asr)
+    whisper: WhisperConfig
     max_offset_s: float  # evaluate.max_offset_ms, in seconds
 
 
@@ -87,13 +89,15 @@ def _flag(params: Params, dotted: str) -> bool:
 
 
 def scoring_config(params: Params) -> ScoringConfig:
-    """`audio`, `evaluate.checks`, `evaluate.max_offset_ms`, `asr.sphinx` and `asr.ctc.enabled`, parsed strictly."""
+    """`audio`, `evaluate.checks`, `evaluate.max_offset_ms`, `asr.sphinx`, `asr.ctc.enabled` and `asr.whisper`,
+    parsed strictly."""
     mel = mel_config(params)
     evaluate = _evaluate(params, mel)
     if evaluate.max_offset_ms < 0:
         raise ConfigError(f"evaluate.max_offset_ms: expected a non-negative number, got {evaluate.max_offset_ms}")
     return ScoringConfig(mel, evaluate.checks, params.parse("asr.sphinx", SphinxConfig),
-                         _flag(params, "asr.ctc.enabled"), evaluate.max_offset_ms / 1000)
+                         _flag(params, "asr.ctc.enabled"), params.parse("asr.whisper", WhisperConfig),
+                         evaluate.max_offset_ms / 1000)
 
 
 def evaluation_config(params: Params, references: bool) -> EvaluationConfig:

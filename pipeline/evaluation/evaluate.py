@@ -43,6 +43,7 @@ from pipeline.audio.mel import MelConfig, log_mel
 from pipeline.evaluation.asr_ctc import CTCASR
 from pipeline.evaluation.asr_sphinx import GridSphinxASR, SphinxConfig, in_grammar
 from pipeline.evaluation.asr_sphinx import identity as sphinx_identity
+from pipeline.evaluation.asr_whisper import WhisperASR, WhisperConfig
 from pipeline.evaluation.checks import CheckConfig, Issue, blocks_scoring, check_pair
 from pipeline.evaluation.config import ScoringConfig
 from pipeline.evaluation.metrics import (
@@ -52,7 +53,7 @@ from pipeline.evaluation.metrics import (
     reference_lengths,
     signal_metrics,
 )
-from pipeline.evaluation.summary import METRICS_FILE_KEYS, metrics_file, summarize
+from pipeline.evaluation.summary import ASRS, METRICS_FILE_KEYS, metrics_file, summarize
 from pipeline.executor import Executor, Failure
 from pipeline.inference.card import card_path
 from pipeline.inference.synthesis import PREDICTED
@@ -78,6 +79,7 @@ class Settings:
     ctc_dir: str | None
     vocoder_dir: str | None
     max_offset_s: float  # the sync offset's search range
+    whisper: WhisperConfig | None = None  # None: off (the default offline: no weights)
 
     @classmethod
     def of(cls, scoring: ScoringConfig, ctc_dir: str | os.PathLike[str] | None,
@@ -85,11 +87,13 @@ class Settings:
         """Settings of `scoring`; `ctc_dir` None leaves the in-domain ASR out whatever `scoring.ctc` says."""
         return cls(scoring.mel, scoring.checks, scoring.sphinx if scoring.sphinx.enabled else None,
                    os.fspath(ctc_dir) if ctc_dir is not None else None,
-                   os.fspath(vocoder_dir) if vocoder_dir is not None else None, scoring.max_offset_s)
+                   os.fspath(vocoder_dir) if vocoder_dir is not None else None, scoring.max_offset_s,
+                   scoring.whisper if scoring.whisper.enabled else None)
 
     @property
     def asrs(self) -> tuple[str, ...]:
-        return tuple(n for n, on in (("sphinx", self.sphinx is not None), ("ctc", self.ctc_dir is not None)) if on)
+        on = {"sphinx": self.sphinx is not None, "ctc": self.ctc_dir is not None, "whisper": self.whisper is not None}
+        return tuple(n for n in ASRS if on[n])
 
 
 @dataclass(frozen=True)
@@ -168,9 +172,15 @@ def hypothesis(task: Task) -> np.ndarray | None:
     return task.hyp
 
 
+@lru_cache(maxsize=1)
+def _whisper(cfg: WhisperConfig) -> WhisperASR:
+    return WhisperASR(cfg)
+
+
 def asr(name: str, s: Settings) -> Any:
     """The ASR `name` of these settings, loaded once per process."""
-    return _sphinx(s.sphinx) if name == "sphinx" else _ctc(s.ctc_dir)
+    load = {"sphinx": lambda: _sphinx(s.sphinx), "ctc": lambda: _ctc(s.ctc_dir), "whisper": lambda: _whisper(s.whisper)}
+    return load[name]()
 
 
 def score_pair(ref: np.ndarray, ref_sr: int, hyp: np.ndarray, hyp_sr: int, transcript: str | None,
@@ -386,7 +396,7 @@ def references_in_grammar(shards: dict[str, list[Path]]) -> float:
 
 def asr_identity(name: str, s: Settings) -> dict[str, Any]:
     """Name, version and hashes of one ASR of these settings."""
-    return sphinx_identity(s.sphinx) if name == "sphinx" else _ctc(s.ctc_dir).identity()
+    return sphinx_identity(s.sphinx) if name == "sphinx" else asr(name, s).identity()
 
 
 def asr_identities(settings: Settings, shards: dict[str, list[Path]]) -> dict[str, Any]:

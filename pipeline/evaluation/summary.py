@@ -15,12 +15,12 @@ import pandas as pd
 from pipeline.evaluation.checks import FLAG_ONLY, ISSUE_KINDS
 from pipeline.evaluation.metrics import FEATURE_METRICS, PESQ_METRICS, SIGNAL_METRICS
 
-ASRS = ("sphinx", "ctc")
+ASRS = ("sphinx", "ctc", "whisper")
 BOOTSTRAP = 1000  # resamples for the 95% intervals
 MEANS = SIGNAL_METRICS + FEATURE_METRICS  # headline numbers that are means over utterances
-# A metrics file (a DVC metric: one `dvc exp show` column per number) holds these per split, at most 12:
-# the PESQ conventions, STOI, ESTOI, WER per ASR, the sync offset and a feature-predicting model's feature
-# scores. Counts, MCD, CER, the aligned scores, versions and provenance go to the details file beside it.
+# A metrics file (a DVC metric: one `dvc exp show` column per number) holds these per split, at most 12
+# with the two default ASRs: the PESQ conventions, STOI, ESTOI, WER per ASR, the sync offset and a
+# feature-predicting model's feature scores. Counts, MCD, CER, the aligned scores, versions and provenance go to the details file beside it.
 METRICS_FILE_KEYS = (*PESQ_METRICS, "stoi", "estoi", *(f"wer_{a}" for a in ASRS), "offset_ms", *FEATURE_METRICS)
 
 

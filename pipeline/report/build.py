@@ -28,6 +28,7 @@ import pandas as pd
 
 from pipeline.atomic import write_text
 from pipeline.audio.mel import MelConfig
+from pipeline.evaluation.asr_whisper import WhisperConfig
 from pipeline.evaluation.evaluate import REFERENCES
 from pipeline.evaluation.metrics import FEATURE_METRICS, PESQ_METRICS, SYNC_METRICS
 from pipeline.evaluation.summary import ASRS, bootstrap_ci, paired_difference, summarize
@@ -333,8 +334,9 @@ def headline_charts(systems: dict[str, System], splits: Sequence[str], keys: Seq
     return "<div class='charts'>" + "".join(charts) + "</div>" if charts else ""
 
 
-def asr_section(systems: dict[str, System], splits: Sequence[str]) -> str:
-    """Which ASRs produced the WERs, their identity hashes and their floor on ground-truth audio."""
+def asr_section(systems: dict[str, System], splits: Sequence[str], whisper: WhisperConfig) -> str:
+    """Which ASRs produced the WERs, their identity hashes and their floor on ground-truth audio; a Whisper
+    that is off is named as off."""
     gt = systems.get("ground_truth")
     asr = next(iter(systems.values())).details.get("versions", {}).get("asr", {}) if systems else {}
     items = []
@@ -351,6 +353,10 @@ def asr_section(systems: dict[str, System], splits: Sequence[str]) -> str:
                      f"(the floor): <b>{floor or 'not evaluated'}</b>.<br><span class='small'>{details}</span></li>")
     if not items:
         return "<h2 id='asr'>ASRs</h2><p class='warn'>No ASR identity found in the metrics files.</p>"
+    if "whisper" not in asr and not whisper.enabled:
+        items.append(f"<li><b>whisper</b>: off (<code>asr.whisper.enabled: false</code>): this run is offline, where the "
+                     f"weights of <code>{esc(whisper.checkpoint)}</code> cannot be fetched. Name a local copy in "
+                     "<code>asr.whisper.checkpoint</code> and enable it to add its WER.</li>")
     return ("<h2 id='asr'>ASRs used for WER and CER</h2><ul>" + "".join(items) + "</ul>"
             "<p class='note'>A system's WER cannot be read without its ASR's floor: an ASR that misreads "
             "real speech also misreads synthesis.</p>")
@@ -675,7 +681,7 @@ def build(cfg: ReportStageConfig, inputs: ReportInputs) -> str:
     body += [answers_section(systems, report.questions, report.answer_split, headline, seed),
              results_section(systems, splits, keys, corpus, talkers, published, seed, cap)
              + headline_charts(systems, splits, headline, seed),
-             sync_section(systems, splits, seed), features_section(systems, splits, seed), asr_section(systems, splits),
+             sync_section(systems, splits, seed), features_section(systems, splits, seed), asr_section(systems, splits, cfg.whisper),
              ablation_section(systems, report.questions, splits, ablation_keys, seed),
              listening_section(systems, utts), system_sections(systems, utts, curves, cfg.mel, cap),
              distribution_section(systems, splits), issues_section(systems), versions_section(systems, talkers),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pipeline.audio.mel import MelConfig
 from pipeline.config import ConfigError
+from pipeline.evaluation.asr_whisper import WhisperConfig
 from pipeline.evaluation.evaluate import REFERENCES
 from pipeline.evaluation.summary import headline_keys
 from pipeline.splits import ProtocolConfig
@@ -61,6 +62,7 @@ class ReportStageConfig:
     mel: MelConfig  # spectrograms of the sample utterances
     # `protocols`: the talkers each protocol names, to say when a run evaluated only some of them
     protocols: Mapping[str, ProtocolConfig]
+    whisper: WhisperConfig  # asr.whisper: the page says when the third ASR is off
 
     def __post_init__(self) -> None:
         if self.report.answer_split not in self.splits:

@@ -106,6 +106,15 @@ def test_answers_open_the_page_one_sentence_per_question(eval_world, report):
     assert answers.count("<li>") == 1
 
 
+def test_the_asr_section_names_whisper_as_off_when_it_is(report, eval_world, tmp_path):
+    text = report.read_text(encoding="utf-8")
+    asrs = text[text.index("id='asr'"):text.index("id='ablations'")]
+    assert "<b>whisper</b>: off (<code>asr.whisper.enabled: false</code>)" in asrs and "<b>sphinx</b>" in asrs
+    on = report_stage.configure(Params(merged(world_params(), {"asr": {"whisper": {"enabled": True}}})))
+    page = _page(on, _copy_world(eval_world, tmp_path))  # enabled, yet absent from these evaluations: not called off
+    assert "<b>whisper</b>: off" not in page
+
+
 def test_questions_come_from_params_and_need_no_code(eval_world, tmp_path):
     layout = eval_world["layout"]
     question = {"question": "a broken system vs. the video-blind baseline", "a": "mean_mel_baseline", "b": "broken"}
