@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -49,9 +50,11 @@ def main(argv: list[str] | None = None, stage: str = STAGE,
     from pipeline.inference.synthesis import synthesize_system
     from pipeline.layout import Layout
 
+    start = time.perf_counter()
     info = synthesize_system(cfg, Layout())
     counts = ", ".join(f"{s} {n}" for s, n in info["utterances"].items())
-    print(f"synthesize {cfg.system}: {counts} utterances in {info['seconds']} s with {info['vocoder'] or info['family']}"
+    print(f"synthesize {cfg.system}: {counts} utterances in {time.perf_counter() - start:.1f} s with "
+          f"{info['vocoder'] or info['family']}"
           f" (model sha256 {info['model_sha256'][:12]})")
     return 0
 
