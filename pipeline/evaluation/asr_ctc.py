@@ -357,7 +357,7 @@ class CTCASR:
         return transcribe_features(self.model, [feats], self.vocab, torch.device("cpu"))[0]
 
     def identity(self) -> dict[str, Any]:
-        """Model file hash, vocabulary size and its own validation WER, for the metrics files."""
+        """Model file hash, vocabulary size and its own validation WER, for the details files."""
         digest = sha256_file(self.model_dir / WEIGHTS)
         return {"name": "in-domain word CTC (conv + BiGRU, trained on the corpus's ground-truth train audio)",
                 "model_sha256": digest, "vocab_size": len(self.vocab), **{k: self.summary.get(k) for k in

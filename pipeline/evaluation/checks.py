@@ -2,7 +2,7 @@
 
 Every scored pair (reference, hypothesis) passes through `check_pair`. Issues whose
 `blocks_scoring` is true leave the utterance unscored (metrics NaN) and are counted per kind
-in the metrics files; `clipped` is only flagged: a clipped synthesis is still the model's
+in the details files; `clipped` is only flagged: a clipped synthesis is still the model's
 output and its metrics should show the damage.
 """
 from __future__ import annotations

@@ -46,7 +46,7 @@ class EvaluationConfig:
 
     evaluate: EvaluateConfig
     scoring: ScoringConfig
-    corpus: CorpusConfig  # recorded in the metrics files: the corpus and its split protocol
+    corpus: CorpusConfig  # recorded in the details files: the corpus and its split protocol
     # evaluate_references only (synthesize.vocoder): the vocoder of the ceiling and baseline rows
     vocoder: VocoderName | None
     executor: ExecutorConfig

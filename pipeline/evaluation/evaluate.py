@@ -400,7 +400,7 @@ def asr_identity(name: str, s: Settings) -> dict[str, Any]:
 
 
 def asr_identities(settings: Settings, shards: dict[str, list[Path]]) -> dict[str, Any]:
-    """The named ASRs of a run with their hashes, for the metrics files."""
+    """The named ASRs of a run with their hashes, for the details files."""
     out = {name: asr_identity(name, settings) for name in settings.asrs}
     if "sphinx" in out:
         out["sphinx"]["references_in_grammar"] = references_in_grammar(shards)

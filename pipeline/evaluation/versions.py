@@ -1,7 +1,8 @@
-"""Everything a score depends on besides the audio, recorded in every metrics file.
+"""Everything a score depends on besides the audio, recorded in every details file
+(`reports/metrics/<system>.details.json`).
 
 Peer projects' numbers stopped reproducing over ffmpeg builds, resampling, PESQ packages and
-unnamed ASRs; each of those is named here so two metrics files can be compared honestly.
+unnamed ASRs; each of those is named here so two details files can be compared honestly.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """`reports/report.html`: one self-contained page from the evaluation outputs.
 
 Inputs: `data/eval/<system>.parquet` (per utterance), `data/eval/samples/<system>.parquet`
-(audio of a few test/unseen utterances), `reports/metrics/<system>.json` (headline numbers,
-the system's kind and family from its model card, versions), DVCLive folders (training curves)
+(audio of a few test/unseen utterances), `reports/metrics/<system>.details.json`
+(the system's kind and family from its model card, versions), DVCLive folders (training curves)
 and `published_results.csv` beside this module. The page lists the reference rows and exactly
 the systems of `report.systems`, whatever else earlier runs left in those folders (their metrics
 files, evaluations and training curves), and answers the questions of `report.questions`. Every
@@ -352,7 +352,7 @@ def asr_section(systems: dict[str, System], splits: Sequence[str], whisper: Whis
         items.append(f"<li><b>{esc(name)}</b>: {esc(ident.get('name', name))}. On the ground-truth audio "
                      f"(the floor): <b>{floor or 'not evaluated'}</b>.<br><span class='small'>{details}</span></li>")
     if not items:
-        return "<h2 id='asr'>ASRs</h2><p class='warn'>No ASR identity found in the metrics files.</p>"
+        return "<h2 id='asr'>ASRs</h2><p class='warn'>No ASR identity found in the details files.</p>"
     if "whisper" not in asr and not whisper.enabled:
         items.append(f"<li><b>whisper</b>: off (<code>asr.whisper.enabled: false</code>): this run is offline, where the "
                      f"weights of <code>{esc(whisper.checkpoint)}</code> cannot be fetched. Name a local copy in "
@@ -619,7 +619,7 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def versions_section(systems: dict[str, System], protocol: Coverage) -> str:
-    """The versions block of the metrics files (the protocol with the talkers evaluated), and any disagreement."""
+    """The versions block of the details files (the protocol with the talkers evaluated), and any disagreement."""
     flat = {n: _flatten(s.details.get("versions", {})) for n, s in systems.items()}
     if not flat:
         return ""
@@ -627,9 +627,9 @@ def versions_section(systems: dict[str, System], protocol: Coverage) -> str:
     differ = sorted({k for f in flat.values() for k in set(f) | set(first) if f.get(k) != first.get(k)})
     rows = [[esc(k), f"<code>{esc(protocol.label if k == 'protocol' and v == protocol.protocol else v)}</code>"]
             for k, v in first.items()]
-    warn = (f"<p class='warn'>The metrics files disagree on: {esc(', '.join(differ))}. Rerun the evaluation of all "
+    warn = (f"<p class='warn'>The details files disagree on: {esc(', '.join(differ))}. Rerun the evaluation of all "
             "systems before comparing them.</p>" if differ else
-            "<p class='note'>All metrics files were computed with these versions and settings.</p>")
+            "<p class='note'>All details files were computed with these versions and settings.</p>")
     return "<h2 id='versions'>Versions and settings</h2>" + warn + table(["what", "value"], rows, left=2)
 
 
