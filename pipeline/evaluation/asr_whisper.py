@@ -52,15 +52,14 @@ def normalise(text: str) -> str:
 
 
 def _weights_digest(checkpoint: str) -> str | None:
-    """sha256 of a local checkpoint's weight files (None for a hub id: its revision names it)."""
+    """sha256 over a local checkpoint's weight files, each streamed (a medium Whisper is 1.5 GB); None for a hub id."""
+    from pipeline.inference.model_dir import sha256_file
+
     root = Path(checkpoint)
     files = sorted([*root.glob("*.safetensors"), *root.glob("*.bin")]) if root.is_dir() else []
     if not files:
         return None
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes())
-    return h.hexdigest()
+    return hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
 
 
 class WhisperASR:

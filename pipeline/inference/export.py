@@ -50,9 +50,11 @@ def bundle(model_dir: Path, out: Path) -> dict[str, str]:
 
     card = load_card(model_dir)
     parts = {".": model_dir}
+    families = [card.family]
     if "synth" in card.inputs:  # it reads its base's speech: the base travels with it, checked to be the one
         parts["base"] = base_dir(card, model_dir)
-    if any(get_family(load_card(p).family).vocoded for p in parts.values() if load_card(p).family):
+        families.append(load_card(parts["base"]).family)
+    if any(get_family(f).vocoded for f in families if f):
         try:
             parts["vocoder"] = vocoder_path(None, model_dir)
         except FileNotFoundError:

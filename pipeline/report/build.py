@@ -266,19 +266,24 @@ def sync_section(systems: dict[str, System], splits: Sequence[str], seed: int) -
              "log-energy envelopes of the two, mean over utterances. The aligned scores are computed over the overlap "
              "once each utterance's offset is removed: a synthesis that is right but shifted is not scored as wrong "
              "(Niu &amp; Mak, arXiv 2303.00502). 95% bootstrap intervals in brackets.</p>"]
-    for split in splits:
-        rows = []
-        for s in systems.values():
-            part = s.scores[s.scores["split"] == split]
-            if part.empty or "offset_ms" not in part:
-                continue
-            summary = summarize(s.scores, [split])[split]
-            rows.append([esc(s.name), str(summary["n_scored"]),
-                         *[_cell(summary.get(k), bootstrap_ci(part, k, seed), _digits(k)) for k in SYNC_METRICS]])
-        if rows:
-            parts.append(table(["system", "n", *[LABELS[k] for k in SYNC_METRICS]], rows,
-                               caption=f"<b>{esc(split)}</b> split"))
+    scored = {n: s for n, s in systems.items() if "offset_ms" in s.scores}
+    parts += filter(None, (means_table(scored, split, SYNC_METRICS, seed) for split in splits))
     return "\n".join(parts)
+
+
+def means_table(systems: dict[str, System], split: str, keys: Sequence[str], seed: int) -> str:
+    """One row per system with `split` utterances: n scored and the mean of each of `keys` with its 95% bootstrap
+    interval (a dash where the system has no such score); empty when no system has the split."""
+    rows = []
+    for s in systems.values():
+        part = s.scores[s.scores["split"] == split]
+        if part.empty:
+            continue
+        summary = summarize(s.scores, [split])[split]
+        rows.append([esc(s.name), str(summary["n_scored"]),
+                     *(_cell(summary.get(k), bootstrap_ci(part, k, seed), _digits(k)) if k in summary else "&ndash;"
+                       for k in keys)])
+    return table(["system", "n", *[LABELS[k] for k in keys]], rows, caption=f"<b>{esc(split)}</b> split") if rows else ""
 
 
 def _max_offset(systems: dict[str, System]) -> str:
@@ -298,19 +303,7 @@ def features_section(systems: dict[str, System], splits: Sequence[str], seed: in
              "voiced, voicing error (share of mel frames with the other voiced/unvoiced decision), energy MAE (L2 norm "
              "of the linear mel frame). Means over scored utterances with 95% bootstrap intervals; a dash: not "
              "predicted by that variant.</p>"]
-    for split in splits:
-        rows = []
-        for s in predicting.values():
-            part = s.scores[s.scores["split"] == split]
-            if part.empty:
-                continue
-            summary = summarize(s.scores, [split])[split]
-            rows.append([esc(s.name), str(summary["n_scored"]),
-                         *(_cell(summary.get(k), bootstrap_ci(part, k, seed), _digits(k)) if k in summary else "&ndash;"
-                           for k in FEATURE_METRICS)])
-        if rows:
-            parts.append(table(["system", "n", *[LABELS[k] for k in FEATURE_METRICS]], rows,
-                               caption=f"<b>{esc(split)}</b> split"))
+    parts += filter(None, (means_table(predicting, split, FEATURE_METRICS, seed) for split in splits))
     return "\n".join(parts)
 
 

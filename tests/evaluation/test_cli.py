@@ -93,26 +93,8 @@ def test_score_refuses_a_non_audio_file_in_one_line(wavs, tmp_path, monkeypatch,
     assert message.startswith(f"v2s score: {path} is not an audio file") and "\n" not in message
 
 
-def test_score_finds_an_80_ms_offset_on_a_real_grid_clip_and_scores_all_pesq_conventions(tmp_path, capsys, monkeypatch):
-    from pipeline.audio.io import read_media_audio
-
-    clip = paths.GRID / "bbaf2n.mpg"
-    if not clip.is_file():
-        paths.missing_grid()
-    monkeypatch.chdir(tmp_path)
-    ref = read_media_audio(clip, 16000)
-    late = np.concatenate([np.zeros(1280, np.float32), ref[:-1280]])  # 80 ms late, same length
-    rc = cli_main(["score", "--ref", str(write_wav(tmp_path / "ref.wav", ref, 16000)),
-                   "--hyp", str(write_wav(tmp_path / "late.wav", late, 16000)), "--no-sphinx"])
-    out = json.loads(capsys.readouterr().out)
-    assert rc == 0 and {"pesq_wb", "pesq_nb8k", "pesq_nb16k"} <= set(out)
-    assert all(1.0 <= out[k] <= 4.65 for k in ("pesq_wb", "pesq_nb8k", "pesq_nb16k"))
-    assert len({out[k] for k in ("pesq_wb", "pesq_nb8k", "pesq_nb16k")}) == 3  # three computations, not one copied
-    assert abs(out["offset_ms"] - 80) <= 40  # within one video frame
-    assert out["stoi_aligned"] > 0.99 and out["stoi"] < out["stoi_aligned"] and out["pesq_wb_aligned"] > out["pesq_wb"]
-
-
-def test_score_searches_the_offset_only_within_the_range_asked(tmp_path, capsys, monkeypatch):
+def _score_80_ms_late(tmp_path, capsys, monkeypatch, *options: str) -> tuple[int, dict]:
+    """`v2s score` of a real GRID clip against itself 80 ms late (same length): exit code and JSON line."""
     from pipeline.audio.io import read_media_audio
 
     clip = paths.GRID / "bbaf2n.mpg"
@@ -121,9 +103,22 @@ def test_score_searches_the_offset_only_within_the_range_asked(tmp_path, capsys,
     monkeypatch.chdir(tmp_path)
     ref = read_media_audio(clip, 16000)
     late = np.concatenate([np.zeros(1280, np.float32), ref[:-1280]])
-    cli_main(["score", "--ref", str(write_wav(tmp_path / "ref.wav", ref, 16000)),
-              "--hyp", str(write_wav(tmp_path / "late.wav", late, 16000)), "--no-sphinx", "--max-offset-ms", "40"])
-    out = json.loads(capsys.readouterr().out)
+    rc = cli_main(["score", "--ref", str(write_wav(tmp_path / "ref.wav", ref, 16000)),
+                   "--hyp", str(write_wav(tmp_path / "late.wav", late, 16000)), "--no-sphinx", *options])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def test_score_finds_an_80_ms_offset_on_a_real_grid_clip_and_scores_all_pesq_conventions(tmp_path, capsys, monkeypatch):
+    rc, out = _score_80_ms_late(tmp_path, capsys, monkeypatch)
+    assert rc == 0 and {"pesq_wb", "pesq_nb8k", "pesq_nb16k"} <= set(out)
+    assert all(1.0 <= out[k] <= 4.65 for k in ("pesq_wb", "pesq_nb8k", "pesq_nb16k"))
+    assert len({out[k] for k in ("pesq_wb", "pesq_nb8k", "pesq_nb16k")}) == 3  # three computations, not one copied
+    assert abs(out["offset_ms"] - 80) <= 40  # within one video frame
+    assert out["stoi_aligned"] > 0.99 and out["stoi"] < out["stoi_aligned"] and out["pesq_wb_aligned"] > out["pesq_wb"]
+
+
+def test_score_searches_the_offset_only_within_the_range_asked(tmp_path, capsys, monkeypatch):
+    _, out = _score_80_ms_late(tmp_path, capsys, monkeypatch, "--max-offset-ms", "40")
     assert abs(out["offset_ms"]) <= 40 and out["versions"]["max_offset_ms"] == 40
 
 

@@ -41,6 +41,7 @@ def test_every_metric_worsens_as_noise_grows(speech):
         assert strong[key] < mild[key] < best, key
     assert 0 < mild["mcd"] < strong["mcd"]
     assert mild["offset_ms"] == strong["offset_ms"] == 0.0  # noise does not move the speech
+    assert all(mild[f"{k}_aligned"] == mild[k] for k in ("pesq_wb", "stoi", "estoi"))  # nothing removed: the same pair
 
 
 def test_aligned_scores_undo_a_delay_the_raw_scores_pay_for(speech):
