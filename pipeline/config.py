@@ -350,15 +350,17 @@ def _interpolate_value(text: Any, tree: Mapping[str, Any]) -> Any:
 def stage_params(stage: str, key: str | None = None, path: str | os.PathLike[str] | None = None) -> Params:
     """`params.yaml` as stage `stage` may read it, with the active recipe applied: only the keys its
     dvc.yaml entry declares. A stage reading a key the recipe sets must declare `recipe` and
-    `recipes` too, or DVC would not rerun it when the recipe changes."""
+    `recipes.${recipe}` too, or DVC would not rerun it when the recipe changes."""
     raw = load_params(path)
     tree = apply_recipe(raw)
     declared = declared_params(stage, key, tree)
-    if not {RECIPE, RECIPES} <= set(declared):
+    # only the active recipe is declared (`recipes.${recipe}`): DVC records its values alone, which
+    # keeps dvc.lock small (DVC rewrites the whole lock after every stage)
+    if not {RECIPE, f"{RECIPES}.{raw.get(RECIPE)}"} <= set(declared):
         overlap = [k for k in recipe_keys(raw) if any(k == d or k.startswith(d + ".") or d.startswith(k + ".")
                                                       for d in declared)]
         if overlap:
             raise ConfigError(f"stage {stage} reads {overlap[0]}, which recipe {raw[RECIPE]!r} sets, but its dvc.yaml "
-                              f"entry does not declare `{RECIPE}` and `{RECIPES}`")
+                              f"entry does not declare `{RECIPE}` and `{RECIPES}.${{{RECIPE}}}`")
     return Params(tree, declared)
 

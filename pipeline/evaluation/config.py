@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from pipeline.audio.mel import AudioConfig, MelConfig
 from pipeline.config import ConfigError, Params, parse, parse_value
-from pipeline.corpora.config import CorpusConfig
 from pipeline.evaluation.asr_sphinx import SphinxConfig
 from pipeline.evaluation.asr_whisper import WhisperConfig
 from pipeline.evaluation.checks import CheckConfig
@@ -41,19 +40,27 @@ class ScoringConfig:
 
 
 @dataclass(frozen=True)
+class CorpusProtocols:
+    """`corpus.name` and each corpus's split protocol: what the details files record of `corpus:`."""
+
+    name: str
+    protocols: Mapping[str, str]  # corpus name -> its `corpus.<name>.protocol`
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """Everything an `evaluate@<system>` or `evaluate_references` stage reads from params."""
 
     evaluate: EvaluateConfig
     scoring: ScoringConfig
-    corpus: CorpusConfig  # recorded in the details files: the corpus and its split protocol
+    corpus: CorpusProtocols  # recorded in the details files: the corpus and its split protocol
     # evaluate_references only (synthesize.vocoder): the vocoder of the ceiling and baseline rows
     vocoder: VocoderName | None
     executor: ExecutorConfig
 
     def protocol(self, corpus: str) -> str:
         """The split protocol of corpus `corpus` ("unknown" for a name params has no section for)."""
-        return str(getattr(getattr(self.corpus, corpus, None), "protocol", "unknown"))
+        return self.corpus.protocols.get(corpus, "unknown")
 
 
 def mel_config(params: Params) -> MelConfig:
@@ -100,11 +107,22 @@ def scoring_config(params: Params) -> ScoringConfig:
                          evaluate.max_offset_ms / 1000)
 
 
+CORPORA = ("demo", "grid")  # the corpora `corpus:` has a section for
+
+
+def corpus_protocols(params: Params) -> CorpusProtocols:
+    """`corpus.name` and `corpus.<each>.protocol`, the only keys of `corpus:` evaluation reads (declaring
+    the whole section would record every demo voice in each evaluation's dvc.lock entry)."""
+    name = parse_value(params.raw("corpus.name"), str, "corpus.name")
+    return CorpusProtocols(name, {c: parse_value(params.raw(f"corpus.{c}.protocol"), str, f"corpus.{c}.protocol")
+                                  for c in CORPORA})
+
+
 def evaluation_config(params: Params, references: bool) -> EvaluationConfig:
     """The config of `evaluate_references` (`references`) or of `evaluate@<system>`."""
     scoring = scoring_config(params)
     vocoder = None
     if references:
         vocoder = parse_value(params.raw("synthesize.vocoder"), VocoderName, "synthesize.vocoder")
-    return EvaluationConfig(_evaluate(params, scoring.mel), scoring, params.parse("corpus", CorpusConfig), vocoder,
+    return EvaluationConfig(_evaluate(params, scoring.mel), scoring, corpus_protocols(params), vocoder,
                             params.parse("executor", ExecutorConfig))
