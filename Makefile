@@ -6,13 +6,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: repro test venv lock bench clean-venv
 
+# uv installs the pinned set with parallel downloads: 95 s on a cold cache against pip's 182 s (2 cores).
+# The bytecode is compiled at install, as pip does: imports would otherwise recompile it wherever
+# PYTHONDONTWRITEBYTECODE is set (torch's import: 5.6 s instead of 2.2 s, in every stage).
+UV := uv==0.13.9
 # The install's wall time goes to .venv/.install_seconds (docs/RESULTS.md reports it).
 $(STAMP): requirements.lock pyproject.toml
 	start=$$(date +%s); \
 	{ test -x $(BIN)/python || $(PY) -m venv $(VENV); } && \
-	$(BIN)/pip install -q --upgrade pip && \
-	$(BIN)/pip install -q -r requirements.lock && \
-	$(BIN)/pip install -q --no-deps -e . && \
+	$(BIN)/pip install -q $(UV) && \
+	$(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode -r requirements.lock && \
+	$(BIN)/uv pip install --python $(BIN)/python -q --no-deps -e . && \
 	echo $$(( $$(date +%s) - start )) > $(VENV)/.install_seconds
 	touch $(STAMP)
 

@@ -20,7 +20,6 @@ from torch import Tensor, nn
 from pipeline.audio.griffin_lim import griffin_lim
 from pipeline.audio.mel import AudioConfig, LogMel
 from pipeline.config import ConfigError, parse
-from pipeline.evaluation.metrics import feature_metrics
 from pipeline.families import register
 from pipeline.families.base import Family, Init
 from pipeline.families.speech import video_input
@@ -134,6 +133,10 @@ class LTSTask(Task):
                 scores["flow_nll"] = float(gaussian_nll(*self.model.postnet(target, postnet_condition(coarse, b["spk"])),
                                                         coarse))
             truth = {k: b[k][0].cpu().numpy() for k in ("units", *PROSODY) if k in b}
+            # imported here: the metrics module loads pystoi and scipy.signal (1.4 s), which every
+            # process discovering the families (each training and synthesis stage) would pay
+            from pipeline.evaluation.metrics import feature_metrics
+
             scores.update(feature_metrics(predictions(self.cfg, out)[0], truth))
             for k, v in scores.items():
                 values.setdefault(k, []).append(v)
