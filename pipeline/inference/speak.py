@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from pipeline.inference.model_dir import WEIGHTS
+from pipeline.video.faces import choice_note, face_number
 
 GRIFFIN_LIM = "griffin_lim"
 # What `speak` can give a model: the crops of the video, a voice, and the synthesis of the model's base
@@ -34,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vocoder", help="mel-spectrogram models: a HiFi-GAN directory or griffin_lim "
                         "(default: the model's own, the vocoder/ beside models/<kind>/ in its checkout)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda")
+    parser.add_argument("--face", type=face_number, default=1,
+                        help="which face speaks when several are in view: 1 (default) is the one found in the most "
+                             "frames, then the largest")
 
 
 def speaker_embedding(reference: Path | None, mean: np.ndarray | None, sample_rate: int) -> tuple[np.ndarray, str]:
@@ -84,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.model} is a {card.kind} model reading {list(card.inputs)}; "
                              f"`speak` gives a model only {list(PROVIDES)}")
         roi = parse(RoiConfig, card.crop["roi"], f"{args.model} card crop.roi")
-        crops = crop_clip(args.video, roi, require_audio=False).mouth.video
+        cropped = crop_clip(args.video, roi, require_audio=False, face=args.face)
+        if note := choice_note(cropped.faces, cropped.face, cropped.clip.n_frames):
+            print(f"v2s speak: {note}", file=sys.stderr)
+        crops = cropped.mouth.video
         want = card.crop["frame"]
         if crops.shape[1:] != (want["height"], want["width"], want["channels"]):
             raise ValueError(f"crops are {crops.shape[1:]}, the model was trained on {dict(want)}")
@@ -117,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     write_wav(args.output, wav / max(1.0, peak), sr)  # scale down rather than clip a loud Griffin-Lim output
     print(json.dumps({
         "frames": int(len(crops)), "samples": int(len(wav)), "seconds": round(len(wav) / sr, 3), "sample_rate": sr,
+        "faces": len(cropped.faces), "face": args.face,
         "model": str(args.model), "kind": card.kind, "family": card.family,
         "voice": "reference" if args.reference else "mean_training_speaker",
         "output": str(args.output), "elapsed_s": round(time.perf_counter() - start, 2),

@@ -15,6 +15,7 @@ from pipeline.atomic import atomic_path, check_output
 from pipeline.audio.io import write_wav
 from pipeline.config import PARAMS_FILE, Params, load_params
 from pipeline.video.decode import ClipError
+from pipeline.video.faces import choice_note, face_number
 from pipeline.video.landmarks import check_backend
 from pipeline.video.probe import ffmpeg_exe
 from pipeline.video.roi import ClipCrop, crop_clip, roi_config
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="OUT.npz: video, audio, transforms, missing")
     parser.add_argument("--preview", type=Path, help="also write the crops (with the audio, if any) as an mp4")
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help=f"roi/audio settings (default: {PARAMS_FILE})")
+    parser.add_argument("--face", type=face_number, default=1,
+                        help="which face to crop when several are in view: 1 (default) is the one found in the most "
+                             "frames, then the largest; the summary lists them all")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,10 +49,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         check_backend(cfg.backend)
-        result = crop_clip(args.video, cfg, require_audio=False)
+        result = crop_clip(args.video, cfg, require_audio=False, face=args.face)
     except (ClipError, OSError, RuntimeError, ValueError) as exc:
         print(f"v2s crop: {args.video}: {exc}", file=sys.stderr)
         return 1
+    if note := choice_note(result.faces, result.face, result.clip.n_frames):
+        print(f"v2s crop: {note}", file=sys.stderr)
     save_npz(result, args.output)
     if args.preview:
         try:
@@ -61,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({
         "frames": clip.n_frames, "frames_with_face": int((~mouth.missing).sum()), "fps": clip.fps,
         "seconds": round(clip.n_frames / clip.fps, 3), "audio": clip.audio is not None,
+        "faces": len(result.faces), "face": result.face.number if result.face else None,
         "output": str(args.output), "elapsed_s": round(time.perf_counter() - start, 2),
     }))
     return 0

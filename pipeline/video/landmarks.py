@@ -87,58 +87,78 @@ class LandmarkDetector(Protocol):
     """Detects `KEYPOINTS` in every frame of one clip."""
 
     def detect(self, frames: np.ndarray) -> np.ndarray:
-        """(T, len(KEYPOINTS), 2) float64 pixel coordinates; NaN where no face was found."""
+        """(T, len(KEYPOINTS), 2) float64 pixel coordinates of one face; NaN where no face was found."""
+        ...
+
+    def detect_all(self, frames: np.ndarray) -> list[list[np.ndarray]]:
+        """Per frame, the (len(KEYPOINTS), 2) pixel coordinates of every face found (up to the detector's
+        `max_faces`), in no particular order."""
         ...
 
 
 class MediaPipeMesh:
     """MediaPipe face mesh; `static=True` detects every frame afresh (no tracking)."""
 
-    def __init__(self, static: bool = False, min_confidence: float = 0.5):
+    def __init__(self, static: bool = False, min_confidence: float = 0.5, max_faces: int = 1):
         from mediapipe.python.solutions.face_mesh import FaceMesh
 
         with quiet_native_logs():
             self._mesh = FaceMesh(
-                static_image_mode=static, max_num_faces=1, refine_landmarks=False,
+                static_image_mode=static, max_num_faces=max_faces, refine_landmarks=False,
                 min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence,
             )
 
-    def detect(self, frames: np.ndarray) -> np.ndarray:
+    def detect_all(self, frames: np.ndarray) -> list[list[np.ndarray]]:
         height, width = frames.shape[1:3]
-        out = np.full((len(frames), len(KEYPOINTS), 2), np.nan)
+        out: list[list[np.ndarray]] = []
         with quiet_native_logs():
             # A fresh graph per clip: tracking state must not leak from the clip this worker did
             # before, or a clip's crop would depend on which worker ran it.
             self._mesh.reset()
-            for t, frame in enumerate(frames):
-                faces = self._mesh.process(frame).multi_face_landmarks
-                if faces:
-                    marks = faces[0].landmark
-                    # Normalised [0, 1] spans the image's edges; pixel i's centre is (i + 0.5) / size.
-                    out[t] = [(marks[i].x * width - 0.5, marks[i].y * height - 0.5) for i in MEDIAPIPE_INDEX]
+            for frame in frames:
+                faces = self._mesh.process(frame).multi_face_landmarks or []
+                # Normalised [0, 1] spans the image's edges; pixel i's centre is (i + 0.5) / size.
+                out.append([np.array([(f.landmark[i].x * width - 0.5, f.landmark[i].y * height - 0.5)
+                                      for i in MEDIAPIPE_INDEX]) for f in faces])
+        return out
+
+    def detect(self, frames: np.ndarray) -> np.ndarray:
+        out = np.full((len(frames), len(KEYPOINTS), 2), np.nan)
+        for t, faces in enumerate(self.detect_all(frames)):
+            if faces:
+                out[t] = faces[0]
         return out
 
 
 class FanLandmarks:
     """face-alignment's 2D-FAN with the S3FD detector, on CPU; the largest face per frame."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_faces: int = 1) -> None:
         import face_alignment
 
         ensure_fan_weights()
         self._fa = face_alignment.FaceAlignment(
             face_alignment.LandmarksType.TWO_D, device="cpu", flip_input=False, compile=False
         )
+        self._max_faces = max_faces
+
+    def _faces(self, frame: np.ndarray) -> list[tuple[float, np.ndarray]]:
+        """(box area, keypoints) of every face found in `frame`, largest first."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "No faces were detected." on every empty frame
+            marks, _, boxes = self._fa.get_landmarks_from_image(frame, return_bboxes=True)
+        found = [((b[2] - b[0]) * (b[3] - b[1]), np.asarray(m)[list(IBUG68_INDEX), :2]) for m, b in zip(marks or [], boxes or [])]
+        return sorted(found, key=lambda f: -f[0])
+
+    def detect_all(self, frames: np.ndarray) -> list[list[np.ndarray]]:
+        return [[points for _, points in self._faces(frame)[: self._max_faces]] for frame in frames]
 
     def detect(self, frames: np.ndarray) -> np.ndarray:
         out = np.full((len(frames), len(KEYPOINTS), 2), np.nan)
         for t, frame in enumerate(frames):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # "No faces were detected." on every empty frame
-                marks, _, boxes = self._fa.get_landmarks_from_image(frame, return_bboxes=True)
-            if marks:
-                areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
-                out[t] = np.asarray(marks[int(np.argmax(areas))])[list(IBUG68_INDEX), :2]
+            faces = self._faces(frame)
+            if faces:
+                out[t] = faces[0][1]
         return out
 
 
@@ -174,15 +194,17 @@ def ensure_fan_weights() -> None:
         )
 
 
-_CACHE: dict[tuple[str, bool], LandmarkDetector] = {}
+_CACHE: dict[tuple[str, bool, int], LandmarkDetector] = {}
 
 
-def get_detector(backend: str, static: bool = False) -> LandmarkDetector:
-    """This process's detector for `backend`, built once (loading a model costs more than a clip)."""
+def get_detector(backend: str, static: bool = False, max_faces: int = 1) -> LandmarkDetector:
+    """This process's detector for `backend` finding up to `max_faces` faces a frame, built once (loading a
+    model costs more than a clip)."""
     check_name(backend)
-    key = (backend, static)
+    key = (backend, static, max_faces)
     if key not in _CACHE:
-        _CACHE[key] = MediaPipeMesh(static=static) if backend == "mediapipe" else FanLandmarks()
+        _CACHE[key] = (MediaPipeMesh(static=static, max_faces=max_faces) if backend == "mediapipe"
+                       else FanLandmarks(max_faces=max_faces))
     return _CACHE[key]
 
 

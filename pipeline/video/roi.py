@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -23,7 +24,8 @@ from pipeline.manifest import MANIFEST_SCHEMA
 from pipeline.shards import pack, plan_shards, write_shard
 from pipeline.video.crop import CropConfig, MouthCrop, crop_mouth
 from pipeline.video.decode import Clip, ClipError, decode_clip
-from pipeline.video.landmarks import check_backend, check_name, get_detector
+from pipeline.video.faces import MAX_FACES, Face, choose, link, rank
+from pipeline.video.landmarks import KEYPOINTS, check_backend, check_name, get_detector
 
 ROI_MANIFEST_SCHEMA = MANIFEST_SCHEMA.append(pa.field("shard", pa.string())).append(pa.field("row", pa.int64()))
 
@@ -63,17 +65,32 @@ def roi_config(params: Params) -> RoiConfig:
 
 @dataclass(frozen=True)
 class ClipCrop:
-    """A decoded clip and its mouth crops."""
+    """A decoded clip and its mouth crops; with `face` chosen, every face found and the one cropped."""
 
     clip: Clip
     mouth: MouthCrop
+    faces: tuple[Face, ...] = ()
+    face: Face | None = None
 
 
-def crop_clip(path: str | os.PathLike[str], cfg: RoiConfig, require_audio: bool = True) -> ClipCrop:
-    """Decode `path`, find the face in every frame and crop the mouth; `ClipError` says why not."""
+def crop_clip(path: str | os.PathLike[str], cfg: RoiConfig, require_audio: bool = True,
+              face: int | None = None) -> ClipCrop:
+    """Decode `path`, find the face in every frame and crop the mouth; `ClipError` says why not.
+
+    `face`: look for up to MAX_FACES faces and crop face number `face` (1: found in the most frames,
+    then the largest); a `ValueError` when there is no such face. None: track one face, as the roi
+    stage does on corpus clips."""
+    if face is not None and face < 1:
+        raise ValueError(f"--face {face}: faces are numbered from 1")
     clip = decode_clip(path, cfg.fps, cfg.sample_rate, cfg.max_side, cfg.min_frames, require_audio)
-    points = get_detector(cfg.backend).detect(clip.frames)
-    return ClipCrop(clip, crop_mouth(clip.frames, points, cfg.crop))
+    if face is None:
+        points = get_detector(cfg.backend).detect(clip.frames)
+        return ClipCrop(clip, crop_mouth(clip.frames, points, cfg.crop))
+    faces = rank(link(get_detector(cfg.backend, max_faces=MAX_FACES).detect_all(clip.frames)), clip.frames.shape[1:3])
+    chosen = choose(faces, face) if faces else None
+    # no face in any frame: the crop refuses the clip with its usual reason
+    points = chosen.points if chosen else np.full((clip.n_frames, len(KEYPOINTS), 2), np.nan)
+    return ClipCrop(clip, crop_mouth(clip.frames, points, cfg.crop), tuple(faces), chosen)
 
 
 @dataclass(frozen=True)
