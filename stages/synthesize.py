@@ -1,4 +1,5 @@
-"""Stage `synthesize@<variant>`: every split through models/v2a/<variant> -> data/synth/<variant>/.
+"""Stage `synthesize@<variant>`: models/v2a/<variant> speaks -> data/synth/<variant>/: every split for the base
+of an AV2A (its training input), the evaluated splits for any other variant.
 
 `stages.synthesize_av2a` runs the same code for models/av2a/<variant>."""
 from __future__ import annotations
@@ -20,7 +21,7 @@ STAGE = "synthesize"
 KIND = "v2a"  # this stage speaks the models of `v2a.variants`
 
 
-def configure(params: Params, key: str | None = None, kind: str = KIND) -> SynthesizeConfig:
+def _synthesis(params: Params, key: str | None, kind: str) -> SynthesizeConfig:
     """`synthesize.*` (device and workers are untracked: they change the speed only) and `executor`."""
     from pipeline.inference.synthesis import synthesize_config
 
@@ -29,10 +30,19 @@ def configure(params: Params, key: str | None = None, kind: str = KIND) -> Synth
     return synthesize_config(params, kind, key)
 
 
+def configure(params: Params, key: str | None = None) -> SynthesizeConfig:
+    """As `configure_evaluated`, but every split for a V2A that an AV2A builds on (`av2a.variants.*.base`):
+    its speech of the training splits is that AV2A's training input."""
+    from pipeline.training.procedures import AV2AVariant
+
+    bases = {params.parse(f"av2a.variants.{name}", AV2AVariant).base for name in params.raw("av2a.variants")}
+    return _synthesis(params, key, KIND) if key in bases else configure_evaluated(params, key, KIND)
+
+
 def configure_evaluated(params: Params, key: str | None, kind: str) -> SynthesizeConfig:
-    """As `configure`, but only the evaluated splits (`evaluate.splits`): for models whose speech of the
-    training splits nothing reads (AV2A, LTS; a V2A's is its AV2A's training input)."""
-    return replace(configure(params, key, kind), splits=tuple(params.raw("evaluate.splits")))
+    """`synthesize.*` and `executor`, for the evaluated splits only (`evaluate.splits`): a model whose speech
+    of the training splits nothing reads."""
+    return replace(_synthesis(params, key, kind), splits=tuple(params.raw("evaluate.splits")))
 
 
 def main(argv: list[str] | None = None, stage: str = STAGE,

@@ -6,10 +6,11 @@ scored with the very settings the stages use. Only the entry points call these p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from pipeline.audio.mel import AudioConfig, MelConfig
 from pipeline.config import ConfigError, Params, parse, parse_value
+from pipeline.corpora.config import CorpusConfig
 from pipeline.evaluation.asr_sphinx import SphinxConfig
 from pipeline.evaluation.asr_whisper import WhisperConfig
 from pipeline.evaluation.checks import CheckConfig
@@ -107,15 +108,13 @@ def scoring_config(params: Params) -> ScoringConfig:
                          evaluate.max_offset_ms / 1000)
 
 
-CORPORA = ("demo", "grid")  # the corpora `corpus:` has a section for
-
-
 def corpus_protocols(params: Params) -> CorpusProtocols:
     """`corpus.name` and `corpus.<each>.protocol`, the only keys of `corpus:` evaluation reads (declaring
     the whole section would record every demo voice in each evaluation's dvc.lock entry)."""
     name = parse_value(params.raw("corpus.name"), str, "corpus.name")
+    corpora = [f.name for f in fields(CorpusConfig) if f.name != "name"]  # each corpus `corpus:` has a section for
     return CorpusProtocols(name, {c: parse_value(params.raw(f"corpus.{c}.protocol"), str, f"corpus.{c}.protocol")
-                                  for c in CORPORA})
+                                  for c in corpora})
 
 
 def evaluation_config(params: Params, references: bool) -> EvaluationConfig:
