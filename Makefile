@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: repro test venv lock bench clean-venv
 
-# uv installs the pinned set with parallel downloads: 95 s on a cold cache against pip's 182 s (2 cores).
+# uv installs the pinned set with parallel downloads: 89 s from a cold cache against pip's 182 s (2 cores).
 # The bytecode is compiled at install, as pip does: imports would otherwise recompile it wherever
 # PYTHONDONTWRITEBYTECODE is set (torch's import: 5.6 s instead of 2.2 s, in every stage).
 UV := uv==0.13.9
