@@ -19,7 +19,6 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import yaml
 from pipeline.audio.io import to_mono
 from pipeline.config import PARAMS_FILE, ConfigError, Params, load_params
 from pipeline.evaluation.config import EvaluationConfig, evaluation_config
-from pipeline.evaluation.evaluate import REFERENCES
+from pipeline.evaluation.evaluate import REFERENCES, roi_shards
 from pipeline.layout import Layout
 from pipeline.shards import ShardReader, pack, write_shard
 
@@ -59,16 +58,17 @@ def pipeline_systems(params: Params, dvc_yaml: Path) -> set[str]:
     return names
 
 
-def import_wavs(hyp_dir: Path, layout: Layout, splits: Sequence[str], out_dir: Path) -> dict[str, Any]:
-    """Write the readable WAVs of `hyp_dir` as synthesis shards under `out_dir` (the roi shards' paths and
-    rows, audio as read, at its own rate); returns what was matched, missing, unreadable and unknown."""
+def import_wavs(hyp_dir: Path, layout: Layout, shards: dict[str, list[Path]], out_dir: Path) -> dict[str, Any]:
+    """Write the readable WAVs of `hyp_dir` as synthesis shards under `out_dir` (the paths and rows of the roi
+    `shards` of each split, audio as read, at its own rate); returns what was matched, missing, unreadable and
+    unknown."""
     files = {p.name[: -len(SUFFIX)]: p for p in sorted(hyp_dir.iterdir()) if p.name.lower().endswith(SUFFIX)}
     known: set[str] = set()
     missing: list[str] = []
     unreadable: dict[str, str] = {}
     shards_root = layout.roi / "shards"
-    for split in splits:
-        for shard in sorted((shards_root / split).glob("*.parquet")):
+    for paths in shards.values():
+        for shard in paths:
             rows = []
             for utt in ShardReader(shard).utt_ids:
                 known.add(utt)
@@ -92,13 +92,13 @@ def evaluate_hyp_dir(name: str, hyp_dir: Path, cfg: EvaluationConfig, layout: La
     """Score the WAVs of `hyp_dir` as system `name` on `cfg.evaluate.splits`; returns its details file's content."""
     from pipeline.evaluation.stage import evaluate_shards
 
-    splits = [s for s in cfg.evaluate.splits if any((layout.roi / "shards" / s).glob("*.parquet"))]
-    if not splits:
+    shards = roi_shards(layout.roi, cfg.evaluate.splits)
+    if not shards:
         raise FileNotFoundError(f"no ground truth for splits {list(cfg.evaluate.splits)} under {layout.roi / 'shards'}: "
                                 "run the pipeline's roi stage here first")
     layout.eval(name).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=layout.eval(name).parent) as tmp:
-        found = import_wavs(hyp_dir, layout, splits, Path(tmp))
+        found = import_wavs(hyp_dir, layout, shards, Path(tmp))
         return evaluate_shards(name, Path(tmp), cfg, layout, kind="external", family=None, hyp_dir=found)
 
 

@@ -22,6 +22,7 @@ import yaml
 from pipeline.inference.card import CARD, ModelCard, load_card
 from pipeline.inference.model_dir import WEIGHTS, inputs_digest, sha256_file
 from pipeline.layout import Layout
+from pipeline.shards import list_shards
 
 # The licence of each corpus a model can be trained on: (Hugging Face licence id, what to cite).
 LICENCES = {
@@ -80,14 +81,14 @@ def model_card(card: ModelCard, details: dict[str, Any] | None, floor: dict[str,
     versions = (details or {}).get("versions", {})
     corpus, protocol = versions.get("corpus", "unknown"), versions.get("protocol", "unknown")
     licence, cite = LICENCES.get(corpus, ("other", f"the {corpus} corpus: check its licence before use"))
-    asrs = versions.get("asr", {})
+    asrs = versions.get("asr", {})  # the ASRs the evaluation ran, in its order
     splits = _split_results(details or {}, floor)
     index = []
     for split, numbers in splits.items():
         metrics = [{"type": t, "name": name, "value": numbers[k]} for k, t, name in RESULTS if numbers.get(k) is not None]
         metrics += [{"type": "wer", "name": f"WER % ({asrs.get(a, {}).get('name', a)}; ground truth: "
                      f"{numbers['floor'].get(f'wer_{a}')}%)", "value": numbers[f"wer_{a}"]}
-                    for a in ("sphinx", "ctc") if numbers.get(f"wer_{a}") is not None]
+                    for a in asrs if numbers.get(f"wer_{a}") is not None]
         index.append({"task": {"type": "video-to-speech", "name": "Video-to-speech (lip-to-speech)"},
                       "dataset": {"type": corpus, "name": f"{corpus} ({protocol})", "split": split},
                       "metrics": metrics})
@@ -119,11 +120,11 @@ def model_card(card: ModelCard, details: dict[str, Any] | None, floor: dict[str,
                   "(name, size and ends of the ground-truth shards): "
                   + ", ".join(f"{s} `{d}`" for s, d in split_digests.items() if s in splits) + ".", "",
                   "| split | n | PESQ wb | PESQ nb 8k | PESQ nb 16k | STOI | ESTOI | " + " | ".join(
-                      f"WER {a} % (ground truth)" for a in ("sphinx", "ctc") if a in asrs) + " |",
-                  "|---" * (7 + len([a for a in ("sphinx", "ctc") if a in asrs])) + "|"]
+                      f"WER {a} % (ground truth)" for a in asrs) + " |",
+                  "|---" * (7 + len(asrs)) + "|"]
         for split, n in splits.items():
             cells = [split, str(n.get("n_scored"))] + [str(n.get(k)) for k, _, _ in RESULTS]
-            cells += [f"{n.get(f'wer_{a}')} ({n['floor'].get(f'wer_{a}')})" for a in ("sphinx", "ctc") if a in asrs]
+            cells += [f"{n.get(f'wer_{a}')} ({n['floor'].get(f'wer_{a}')})" for a in asrs]
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", "ASRs: " + "; ".join(f"**{a}**: {i.get('name', a)}" for a, i in asrs.items())
                   + ". Each WER is beside that ASR's own error on the ground-truth audio of the same utterances: its floor.",
@@ -142,7 +143,7 @@ def export(model_dir: Path, out: Path, layout: Layout) -> Path:
     details_file, floor_file = layout.metrics_details(card.name), layout.metrics_details("ground_truth")
     details = json.loads(details_file.read_text(encoding="utf-8")) if details_file.is_file() else None
     floor = json.loads(floor_file.read_text(encoding="utf-8")) if floor_file.is_file() else {}
-    digests = {s: inputs_digest(sorted((layout.roi / "shards" / s).glob("*.parquet")))
+    digests = {s: inputs_digest(list_shards(layout.roi / "shards" / s))
                for s in (details or {}) if (layout.roi / "shards" / s).is_dir()}
     if out.exists():
         out.rmdir()  # empty (checked by the caller): atomic_dir renames into place

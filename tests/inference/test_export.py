@@ -15,6 +15,7 @@ from model_world import AUDIO, MEL, av2a_dir, model_dir
 from pipeline.cli import main as cli_main
 from pipeline.config import to_plain
 from pipeline.inference.card import ModelCard
+from pipeline.inference.export import model_card
 from pipeline.inference.model_dir import save_model_dir, sha256_file
 from pipeline.layout import Layout
 from pipeline.models.config import hifigan_config
@@ -110,3 +111,14 @@ def test_export_refuses_before_writing_anything(tmp_path, monkeypatch, capsys):
     model_dir(model, "wavegan", size=88)  # the base retrained: other weights under the same name
     assert cli_main(["export", str(av2a), "new"]) == 1
     assert "is not the one 'av2a_test' was trained on" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_the_card_shows_the_wer_of_every_asr_the_evaluation_ran():
+    card = ModelCard("v2a", "melspec", "m", ("video", "spk"), {}, {}, {}, {}, {}, {})
+    details = {"test": {"n_scored": 8, "estoi": 0.1, "wer_sphinx": 50.0, "wer_whisper": 40.0},
+               "versions": {"corpus": "demo", "protocol": "demo",
+                            "asr": {"sphinx": {"name": "pocketsphinx"}, "whisper": {"name": "Whisper (w)"}}}}
+    text = model_card(card, details, {"test": {"wer_sphinx": 20.0, "wer_whisper": 5.0}}, {}, {".": "0" * 64})
+    assert "| WER sphinx % (ground truth) | WER whisper % (ground truth) |" in text and "| 50.0 (20.0) | 40.0 (5.0) |" in text
+    results = {r.metric_name: r.metric_value for r in HubModelCard(text).data.eval_results}
+    assert results["WER % (Whisper (w); ground truth: 5.0%)"] == 40.0
