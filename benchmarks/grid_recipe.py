@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 TRIALS = REPO / "docs" / "grid_recipe_trials.jsonl"
 SHARED_DATA = ("data/roi", "data/manifest.parquet", "data/features/units", "data/features/speakers",
                "data/features/prosody")
-KINDS = {"train_v2a": "v2a", "train_lts": "lts", "train_av2a": "av2a"}  # stages whose models speak
+KINDS = {"pretrain_a2a": "a2a", "train_v2a": "v2a", "train_lts": "lts", "train_av2a": "av2a"}  # stages whose models speak
+# (an A2A speaks the val audio it hears: the ceiling of every V2A that starts from its decoder)
 READS_V2A = ("models/v2a", "data/synth")  # what an AV2A trial takes from RUN_DIR: its base and the base's speech
 
 
@@ -111,7 +112,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("name")
-    parser.add_argument("stage", choices=["pretrain_a2a", *KINDS])
+    parser.add_argument("stage", choices=list(KINDS))
     parser.add_argument("item")
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--a2a", type=Path, help="a trial directory whose models/a2a this one uses")
