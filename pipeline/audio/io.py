@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from math import gcd
 from pathlib import Path
 
@@ -36,11 +37,13 @@ def read_audio(path: str | os.PathLike[str], sample_rate: int | None = None) -> 
     return data, sr
 
 
-def write_wav(path: str | os.PathLike[str], audio: np.ndarray, sample_rate: int) -> Path:
-    """Write 16-bit PCM wav atomically (clipped to [-1, 1])."""
-    clipped = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), clipped, sample_rate, subtype="PCM_16", format="WAV")
+def write_wav(path: str | os.PathLike[str], audio: np.ndarray | Iterable[np.ndarray], sample_rate: int) -> Path:
+    """Write 16-bit PCM wav atomically (clipped to [-1, 1]): one array, or its consecutive blocks (a long
+    recording is then never whole in memory)."""
+    blocks = [audio] if isinstance(audio, np.ndarray) else audio
+    with atomic_path(path) as tmp, sf.SoundFile(str(tmp), "w", sample_rate, 1, subtype="PCM_16", format="WAV") as out:
+        for block in blocks:
+            out.write(np.clip(np.asarray(block, dtype=np.float32), -1.0, 1.0))
     return Path(path)
 
 

@@ -12,6 +12,7 @@ Every step is closed-form numpy plus one OpenCV bilinear warp, so a clip gives t
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 
 import cv2
@@ -44,11 +45,49 @@ class CropConfig:
     max_missing: float  # largest fraction of frames without a face
 
 
+class FrameFile:
+    """Equal-shaped frames (crops, or a waveform's samples per video frame) appended to a temporary
+    file and read back a slice at a time, so a long video's never sit in memory whole (a memory map
+    would keep every page it read resident)."""
+
+    def __init__(self, frame_shape: tuple[int, ...], dtype: np.dtype | type = np.uint8):
+        self.frame_shape, self.dtype = tuple(frame_shape), np.dtype(dtype)
+        self._frame_bytes = int(np.prod(frame_shape)) * self.dtype.itemsize
+        self._file = tempfile.TemporaryFile()
+        self._n = 0
+
+    def append(self, frames: np.ndarray) -> None:
+        if frames.shape[1:] != self.frame_shape or frames.dtype != self.dtype:
+            raise ValueError(f"frames of {frames.shape[1:]} {frames.dtype}, the file holds {self.frame_shape} {self.dtype}")
+        self._file.seek(0, 2)
+        self._file.write(np.ascontiguousarray(frames).tobytes())
+        self._n += len(frames)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self._n, *self.frame_shape)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, frames: slice) -> np.ndarray:
+        start, stop, step = frames.indices(self._n)
+        if step != 1:
+            raise IndexError("a FrameFile reads contiguous frames only")
+        self._file.seek(start * self._frame_bytes)
+        data = self._file.read(max(0, stop - start) * self._frame_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(-1, *self.frame_shape)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 @dataclass(frozen=True)
 class MouthCrop:
-    """Crops (T x size x size x C, uint8), the image-to-crop affine maps (T x 2 x 3) and missing frames."""
+    """Crops (T x size x size x C, uint8, or a `FrameFile` of them), the image-to-crop affine maps
+    (T x 2 x 3) and missing frames."""
 
-    video: np.ndarray
+    video: np.ndarray | FrameFile
     transforms: np.ndarray
     missing: np.ndarray
 
@@ -115,9 +154,15 @@ def warp(frames: np.ndarray, maps: np.ndarray, cfg: CropConfig) -> np.ndarray:
     return out
 
 
+def mouth_maps(points: np.ndarray, cfg: CropConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's crop map from a clip's raw per-frame keypoints (NaN where no face), and the
+    frames that had no face."""
+    filled, missing = fill_missing(points, cfg.max_missing)
+    return transforms(smooth(filled, cfg.smooth_window), cfg), missing
+
+
 def crop_mouth(frames: np.ndarray, points: np.ndarray, cfg: CropConfig) -> MouthCrop:
     """Mouth crops of a clip from its raw per-frame keypoints (NaN where no face)."""
-    filled, missing = fill_missing(points, cfg.max_missing)
-    maps = transforms(smooth(filled, cfg.smooth_window), cfg)
+    maps, missing = mouth_maps(points, cfg)
     return MouthCrop(warp(frames, maps, cfg), maps, missing)
 

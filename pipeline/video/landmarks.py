@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import IO, Protocol
 from urllib.error import URLError
 
@@ -90,9 +90,9 @@ class LandmarkDetector(Protocol):
         """(T, len(KEYPOINTS), 2) float64 pixel coordinates of one face; NaN where no face was found."""
         ...
 
-    def detect_all(self, frames: np.ndarray) -> list[list[np.ndarray]]:
-        """Per frame, the (len(KEYPOINTS), 2) pixel coordinates of every face found (up to the detector's
-        `max_faces`), in no particular order."""
+    def detect_all(self, frames: Iterable[np.ndarray]) -> list[list[np.ndarray]]:
+        """Per frame (any iterable of H x W x 3 frames, e.g. a stream), the (len(KEYPOINTS), 2) pixel
+        coordinates of every face found (up to the detector's `max_faces`), in no particular order."""
         ...
 
 
@@ -108,14 +108,14 @@ class MediaPipeMesh:
                 min_detection_confidence=min_confidence, min_tracking_confidence=min_confidence,
             )
 
-    def detect_all(self, frames: np.ndarray) -> list[list[np.ndarray]]:
-        height, width = frames.shape[1:3]
+    def detect_all(self, frames: Iterable[np.ndarray]) -> list[list[np.ndarray]]:
         out: list[list[np.ndarray]] = []
         with quiet_native_logs():
             # A fresh graph per clip: tracking state must not leak from the clip this worker did
             # before, or a clip's crop would depend on which worker ran it.
             self._mesh.reset()
             for frame in frames:
+                height, width = frame.shape[:2]
                 faces = self._mesh.process(frame).multi_face_landmarks or []
                 # Normalised [0, 1] spans the image's edges; pixel i's centre is (i + 0.5) / size.
                 out.append([np.array([(f.landmark[i].x * width - 0.5, f.landmark[i].y * height - 0.5)
@@ -150,7 +150,7 @@ class FanLandmarks:
         found = [((b[2] - b[0]) * (b[3] - b[1]), np.asarray(m)[list(IBUG68_INDEX), :2]) for m, b in zip(marks or [], boxes or [])]
         return sorted(found, key=lambda f: -f[0])
 
-    def detect_all(self, frames: np.ndarray) -> list[list[np.ndarray]]:
+    def detect_all(self, frames: Iterable[np.ndarray]) -> list[list[np.ndarray]]:
         return [[points for _, points in self._faces(frame)[: self._max_faces]] for frame in frames]
 
     def detect(self, frames: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,10 +23,11 @@ from pipeline.config import Params
 from pipeline.executor import Executor
 from pipeline.manifest import MANIFEST_SCHEMA
 from pipeline.shards import pack, plan_shards, write_shard
-from pipeline.video.crop import CropConfig, MouthCrop, crop_mouth
-from pipeline.video.decode import Clip, ClipError, decode_clip
+from pipeline.video.crop import CropConfig, FrameFile, MouthCrop, crop_mouth, mouth_maps, warp
+from pipeline.video.decode import Clip, ClipError, check_length, clip_audio, decode_clip, iter_frames
 from pipeline.video.faces import MAX_FACES, Face, choose, link, rank
 from pipeline.video.landmarks import KEYPOINTS, check_backend, check_name, get_detector
+from pipeline.video.probe import probe
 
 ROI_MANIFEST_SCHEMA = MANIFEST_SCHEMA.append(pa.field("shard", pa.string())).append(pa.field("row", pa.int64()))
 
@@ -74,23 +76,51 @@ class ClipCrop:
 
 
 def crop_clip(path: str | os.PathLike[str], cfg: RoiConfig, require_audio: bool = True,
-              face: int | None = None) -> ClipCrop:
+              face: int | None = None, to_file: bool = False) -> ClipCrop:
     """Decode `path`, find the face in every frame and crop the mouth; `ClipError` says why not.
 
     `face`: look for up to MAX_FACES faces and crop face number `face` (1: found in the most frames,
     then the largest); a `ValueError` when there is no such face. None: track one face, as the roi
-    stage does on corpus clips."""
+    stage does on corpus clips. With `face`, the video is streamed, and `to_file` keeps its crops
+    in a `FrameFile` instead of memory (a long video; the caller closes it)."""
     if face is not None and face < 1:
         raise ValueError(f"--face {face}: faces are numbered from 1")
-    clip = decode_clip(path, cfg.fps, cfg.sample_rate, cfg.max_side, cfg.min_frames, require_audio)
     if face is None:
+        clip = decode_clip(path, cfg.fps, cfg.sample_rate, cfg.max_side, cfg.min_frames, require_audio)
         points = get_detector(cfg.backend).detect(clip.frames)
         return ClipCrop(clip, crop_mouth(clip.frames, points, cfg.crop))
-    faces = rank(link(get_detector(cfg.backend, max_faces=MAX_FACES).detect_all(clip.frames)), clip.frames.shape[1:3])
+    # Anyone's video, of any length: decoded twice (landmarks, then crops) and never held whole, so
+    # memory does not grow with its length. The crops are those of one decode (the same bytes).
+    size: list[tuple[int, int]] = []
+
+    def frames() -> Iterator[np.ndarray]:
+        for chunk in iter_frames(path, cfg.fps, cfg.max_side):
+            size[:] = [chunk.shape[1:3]]
+            yield from chunk
+
+    detections = get_detector(cfg.backend, max_faces=MAX_FACES).detect_all(frames())
+    n = len(detections)
+    check_length(n, cfg.fps, cfg.min_frames)
+    faces = rank(link(detections), size[0])
     chosen = choose(faces, face) if faces else None
     # no face in any frame: the crop refuses the clip with its usual reason
-    points = chosen.points if chosen else np.full((clip.n_frames, len(KEYPOINTS), 2), np.nan)
-    return ClipCrop(clip, crop_mouth(clip.frames, points, cfg.crop), tuple(faces), chosen)
+    maps, missing = mouth_maps(chosen.points if chosen else np.full((n, len(KEYPOINTS), 2), np.nan), cfg.crop)
+    frame_shape = (cfg.crop.size, cfg.crop.size, 1 if cfg.crop.gray else 3)
+    video: np.ndarray | FrameFile = FrameFile(frame_shape) if to_file else np.empty((n, *frame_shape), dtype=np.uint8)
+    done = 0
+    for chunk in iter_frames(path, cfg.fps, cfg.max_side):
+        if done + len(chunk) > n:
+            break
+        crops = warp(chunk, maps[done : done + len(chunk)], cfg.crop)
+        if isinstance(video, FrameFile):
+            video.append(crops)
+        else:
+            video[done : done + len(chunk)] = crops
+        done += len(chunk)
+    if done != n:
+        raise ClipError(f"unstable decode: {n} frames at first, a different number on the second pass")
+    audio, pad = clip_audio(path, n, cfg.fps, cfg.sample_rate, probe(path).has_audio, require_audio)
+    return ClipCrop(Clip(None, n, cfg.fps, audio, cfg.sample_rate, pad), MouthCrop(video, maps, missing), tuple(faces), chosen)
 
 
 @dataclass(frozen=True)

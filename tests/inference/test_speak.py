@@ -156,3 +156,59 @@ def test_speak_names_the_model_when_its_weights_are_bad(clip, tmp_path, capsys):
     assert cli_main(["speak", str(clip), "--model", str(model), "-o", str(tmp_path / "o.wav")]) == 1
     err = capsys.readouterr().err
     assert f"cannot read checkpoint {model / 'model.pt'}" in err and str(clip) not in err
+
+
+class _FrameLocal:
+    """A model whose speech of a frame depends on that frame (and its synth samples) alone: chunked and
+    whole synthesis must then agree to the sample. Records the frames of every call."""
+
+    samples_per_frame = 640
+
+    class card:
+        name = "frame_local"
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def speak(self, batch, vocoder):
+        video, n = batch["video"], batch["video"].shape[1]
+        self.calls.append(n)
+        wav = np.repeat(video.float().mean(dim=(2, 3, 4))[0].numpy(), self.samples_per_frame) + float(batch["spk"][0, 0])
+        if "synth" in batch:
+            wav = wav + batch["synth"][0].numpy()
+        return [wav.astype(np.float32)]
+
+
+def _inputs(n: int):
+    rng = np.random.default_rng(0)
+    return (rng.integers(0, 255, (n, 4, 4, 1), dtype=np.uint8), np.full(8, 0.5, np.float32),
+            rng.standard_normal(n * 640).astype(np.float32))
+
+
+@pytest.mark.parametrize("from_file", [False, True])
+def test_a_long_video_is_spoken_in_chunks_that_join_to_the_whole_clips_speech(from_file):
+    from pipeline.inference.speak import speak_in_chunks, speech_file
+    from pipeline.video.crop import FrameFile
+
+    crops, spk, synth = _inputs(1003)
+    model = _FrameLocal()
+    (whole,) = speak_in_chunks(model, crops, spk, None, synth.reshape(1003, 640), chunk=2000)
+    source, synth_source = crops, synth.reshape(1003, 640)
+    if from_file:
+        source, synth_source = FrameFile(crops.shape[1:]), FrameFile((640,), np.float32)
+        for i in range(0, len(crops), 64):
+            source.append(crops[i : i + 64])
+            synth_source.append(synth.reshape(1003, 640)[i : i + 64])
+    stored, peak = speech_file(speak_in_chunks(model, source, spk, None, synth_source, chunk=100, context=10), 640)
+    assert stored.shape == (1003, 640) and np.array_equal(stored[0:1003].reshape(-1), whole)
+    assert peak == np.abs(whole).max()
+    assert model.calls[0] == 1003 and max(model.calls[1:]) == 120 and len(model.calls) == 1 + 11
+
+
+def test_a_clip_that_fits_one_chunk_is_spoken_whole_as_the_pipeline_does():
+    from pipeline.inference.speak import speak_in_chunks
+
+    crops, spk, _ = _inputs(75)
+    model = _FrameLocal()
+    assert len(list(speak_in_chunks(model, crops, spk, None, chunk=50, context=13))) == 1
+    assert model.calls == [75]
