@@ -91,51 +91,61 @@ def decode_frames(path: str | os.PathLike[str], fps: int, max_side: int) -> tupl
     return frames, _has_audio(report)
 
 
-def iter_frames(path: str | os.PathLike[str], fps: int, max_side: int, chunk: int = 64) -> Iterator[np.ndarray]:
-    """The frames of `decode_frames`, the same bytes, in chunks of up to `chunk` (n x H x W x 3): a long
-    video never sits in memory whole. A decoding error is a `ClipError` once the stream has ended."""
-    command = _frames_command(_existing(path), fps, max_side).compile(cmd=ffmpeg_exe())
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    report: list[bytes] = []
-    # stderr is drained beside stdout, or ffmpeg would block on a full pipe while we wait for frames
-    reader = threading.Thread(target=lambda: report.extend(iter(proc.stderr.readline, b"")), daemon=True)
-    reader.start()
-    try:
-        frame_bytes, shape, n = 0, (0, 0), 0
-        while True:
-            if not frame_bytes:
-                first = proc.stdout.read(1)  # the output's size is printed before its first frame
-                if not first:
+class FrameStream:
+    """The frames of `decode_frames`, the same bytes, in chunks of up to `chunk` (n x H x W x 3) as it is
+    iterated: a long video never sits in memory whole. `frame_size` (H, W) is known from the first chunk,
+    `has_audio` once the stream has ended; a decoding error is a `ClipError` then."""
+
+    def __init__(self, path: str | os.PathLike[str], fps: int, max_side: int, chunk: int = 64):
+        self.command = _frames_command(_existing(path), fps, max_side).compile(cmd=ffmpeg_exe())
+        self.chunk = chunk
+        self.frame_size: tuple[int, int] | None = None
+        self.has_audio: bool | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        report: list[bytes] = []
+        # stderr is drained beside stdout, or ffmpeg would block on a full pipe while we wait for frames
+        reader = threading.Thread(target=lambda: report.extend(iter(proc.stderr.readline, b"")), daemon=True)
+        reader.start()
+        try:
+            frame_bytes, n = 0, 0
+            while True:
+                if not frame_bytes:
+                    first = proc.stdout.read(1)  # the output's size is printed before its first frame
+                    if not first:
+                        break
+                    size = _wait_for_size(report, reader)
+                    if size is None:
+                        raise ClipError("unreadable media: ffmpeg reported no output frame size")
+                    self.frame_size = (int(size[2]), int(size[1]))
+                    frame_bytes = self.frame_size[0] * self.frame_size[1] * 3
+                    data = first + proc.stdout.read(frame_bytes * self.chunk - 1)
+                else:
+                    data = proc.stdout.read(frame_bytes * self.chunk)
+                if not data:
                     break
-                size = _wait_for_size(report, reader)
-                if size is None:
-                    raise ClipError("unreadable media: ffmpeg reported no output frame size")
-                shape = (int(size[2]), int(size[1]))
-                frame_bytes = shape[0] * shape[1] * 3
-                data = first + proc.stdout.read(frame_bytes * chunk - 1)
-            else:
-                data = proc.stdout.read(frame_bytes * chunk)
-            if not data:
-                break
-            if len(data) % frame_bytes:
-                raise ClipError(f"corrupt video: {n * frame_bytes + len(data)} bytes of frames is not a whole "
-                                f"number of {shape[1]}x{shape[0]} frames")
-            frames = np.frombuffer(data, dtype=np.uint8).reshape(-1, *shape, 3)
-            n += len(frames)
-            yield frames
-        proc.wait()
-        reader.join()
-        text = b"".join(report).decode(errors="replace")
-        if proc.returncode:
-            raise ClipError(_failure_reason(text))
-        if errors := _LEVEL.findall(text):
-            raise ClipError(f"corrupt video: {errors[0][1].strip()}")
-        if not n:
-            raise ClipError("unreadable media: no video frames")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+                if len(data) % frame_bytes:
+                    height, width = self.frame_size
+                    raise ClipError(f"corrupt video: {n * frame_bytes + len(data)} bytes of frames is not a whole "
+                                    f"number of {width}x{height} frames")
+                frames = np.frombuffer(data, dtype=np.uint8).reshape(-1, *self.frame_size, 3)
+                n += len(frames)
+                yield frames
             proc.wait()
+            reader.join()
+            text = b"".join(report).decode(errors="replace")
+            if proc.returncode:
+                raise ClipError(_failure_reason(text))
+            if errors := _LEVEL.findall(text):
+                raise ClipError(f"corrupt video: {errors[0][1].strip()}")
+            if not n:
+                raise ClipError("unreadable media: no video frames")
+            self.has_audio = _has_audio(text)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _after_output(report: str) -> str:

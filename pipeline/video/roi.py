@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -24,10 +23,9 @@ from pipeline.executor import Executor
 from pipeline.manifest import MANIFEST_SCHEMA
 from pipeline.shards import pack, plan_shards, write_shard
 from pipeline.video.crop import CropConfig, FrameFile, MouthCrop, crop_mouth, mouth_maps, warp
-from pipeline.video.decode import Clip, ClipError, check_length, clip_audio, decode_clip, iter_frames
+from pipeline.video.decode import Clip, ClipError, FrameStream, check_length, clip_audio, decode_clip
 from pipeline.video.faces import MAX_FACES, Face, choose, link, rank
 from pipeline.video.landmarks import KEYPOINTS, check_backend, check_name, get_detector
-from pipeline.video.probe import probe
 
 ROI_MANIFEST_SCHEMA = MANIFEST_SCHEMA.append(pa.field("shard", pa.string())).append(pa.field("row", pa.int64()))
 
@@ -91,24 +89,18 @@ def crop_clip(path: str | os.PathLike[str], cfg: RoiConfig, require_audio: bool 
         return ClipCrop(clip, crop_mouth(clip.frames, points, cfg.crop))
     # Anyone's video, of any length: decoded twice (landmarks, then crops) and never held whole, so
     # memory does not grow with its length. The crops are those of one decode (the same bytes).
-    size: list[tuple[int, int]] = []
-
-    def frames() -> Iterator[np.ndarray]:
-        for chunk in iter_frames(path, cfg.fps, cfg.max_side):
-            size[:] = [chunk.shape[1:3]]
-            yield from chunk
-
-    detections = get_detector(cfg.backend, max_faces=MAX_FACES).detect_all(frames())
+    stream = FrameStream(path, cfg.fps, cfg.max_side)
+    detections = get_detector(cfg.backend, max_faces=MAX_FACES).detect_all(f for chunk in stream for f in chunk)
     n = len(detections)
     check_length(n, cfg.fps, cfg.min_frames)
-    faces = rank(link(detections), size[0])
+    faces = rank(link(detections), stream.frame_size)
     chosen = choose(faces, face) if faces else None
     # no face in any frame: the crop refuses the clip with its usual reason
     maps, missing = mouth_maps(chosen.points if chosen else np.full((n, len(KEYPOINTS), 2), np.nan), cfg.crop)
     frame_shape = (cfg.crop.size, cfg.crop.size, 1 if cfg.crop.gray else 3)
     video: np.ndarray | FrameFile = FrameFile(frame_shape) if to_file else np.empty((n, *frame_shape), dtype=np.uint8)
     done = 0
-    for chunk in iter_frames(path, cfg.fps, cfg.max_side):
+    for chunk in FrameStream(path, cfg.fps, cfg.max_side):
         if done + len(chunk) > n:
             break
         crops = warp(chunk, maps[done : done + len(chunk)], cfg.crop)
@@ -119,7 +111,7 @@ def crop_clip(path: str | os.PathLike[str], cfg: RoiConfig, require_audio: bool 
         done += len(chunk)
     if done != n:
         raise ClipError(f"unstable decode: {n} frames at first, a different number on the second pass")
-    audio, pad = clip_audio(path, n, cfg.fps, cfg.sample_rate, probe(path).has_audio, require_audio)
+    audio, pad = clip_audio(path, n, cfg.fps, cfg.sample_rate, stream.has_audio, require_audio)
     return ClipCrop(Clip(None, n, cfg.fps, audio, cfg.sample_rate, pad), MouthCrop(video, maps, missing), tuple(faces), chosen)
 
 

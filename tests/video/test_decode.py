@@ -9,7 +9,7 @@ import paths
 import pytest
 
 from pipeline.audio.io import read_media_audio
-from pipeline.video.decode import ClipError, decode_clip, decode_frames, iter_frames
+from pipeline.video.decode import ClipError, FrameStream, decode_clip, decode_frames
 from pipeline.video.probe import ffmpeg_exe
 
 GRID = paths.GRID
@@ -91,16 +91,18 @@ def test_silent_video_needs_audio_only_when_required(tmp_path):
 
 def test_streamed_frames_are_the_decoded_bytes_and_refuse_what_decoding_refuses(tmp_path):
     frames, _ = decode_frames(grid_clip(), 25, 640)
-    chunks = list(iter_frames(grid_clip(), 25, 640, chunk=7))
+    stream = FrameStream(grid_clip(), 25, 640, chunk=7)
+    chunks = list(stream)
     assert [len(c) for c in chunks] == [7] * 10 + [5]
+    assert stream.frame_size == (288, 360) and stream.has_audio
     np.testing.assert_array_equal(np.concatenate(chunks), frames)
     truncated = tmp_path / "truncated.mpg"
     truncated.write_bytes(grid_clip().read_bytes()[:20000])
     with pytest.raises(ClipError, match="^corrupt video: ") as decoded:
         decode_frames(truncated, 25, 640)
     with pytest.raises(ClipError, match="^corrupt video: ") as streamed:
-        list(iter_frames(truncated, 25, 640))
+        list(FrameStream(truncated, 25, 640))
     assert str(streamed.value) == str(decoded.value)
     (tmp_path / "text.mp4").write_text("not a video")
     with pytest.raises(ClipError, match="^unreadable media: "):
-        list(iter_frames(tmp_path / "text.mp4", 25, 640))
+        list(FrameStream(tmp_path / "text.mp4", 25, 640))
