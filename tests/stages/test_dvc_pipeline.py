@@ -36,6 +36,7 @@ def project(tmp_path_factory) -> Path:
     demo = params["corpus"]["demo"]
     demo["speakers"] = dict(list(demo["speakers"].items())[:2])
     demo["utterances_per_speaker"] = 4
+    params["protocols"]["demo"]["hold_out"] = 1  # the demo corpus sees every voice; this keeps the unseen path in the run
     params["executor"]["workers"] = 1
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], dest)
@@ -51,6 +52,9 @@ def test_repro_builds_then_is_a_no_op(project):
     manifest = pd.read_parquet(project / "data/roi/manifest.parquet")
     assert len(manifest) == 8 and (manifest["status"] == "ok").all()
     assert set(manifest["split"]) >= {"train", "unseen"}
+    # cache.type hardlink: the workspace output is the cache's file, not a second copy of it
+    shard = next((project / "data/roi").rglob("*.parquet"))
+    assert shard.stat().st_nlink == 2 and shard.stat().st_mode & 0o222 == 0  # read-only: edits would reach the cache
     second = _run([sys.executable, "-m", "dvc", "repro", *STAGES], project)
     assert "Running stage" not in second and "up to date" in second
     status = _run([sys.executable, "-m", "dvc", "status", *STAGES], project)
