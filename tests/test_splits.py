@@ -1,6 +1,7 @@
 """Split protocols: the lists in params.yaml, fractions, held-out voices, determinism and stability."""
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 
@@ -75,8 +76,19 @@ def test_unseen_protocol_is_speaker_disjoint_and_covers_grid():
     assert "test" not in set(splits.values())
 
 
-def test_demo_holds_one_voice_out_whole():
-    protocol = named("demo")
+def held_out(name: str, n: int = 1) -> Protocol:
+    return dataclasses.replace(named(name), hold_out=n)
+
+
+def test_the_demo_sees_every_voice():
+    voices = ["alice", "bob", "carol", "dave"]
+    clips = _clips(voices, 30)
+    splits = _splits(clips, named("demo"), seed=3)
+    assert all(Counter(splits[u] for u, s in clips if s == v) == {"train": 24, "val": 3, "test": 3} for v in voices)
+
+
+def test_hold_out_moves_one_voice_whole_to_unseen():
+    protocol = held_out("demo")
     voices = ["alice", "bob", "carol", "dave"]
     clips = _clips(voices, 30)
     splits = _splits(clips, protocol, seed=3)
@@ -90,9 +102,9 @@ def test_demo_holds_one_voice_out_whole():
     assert len(set(held_by_seed.values())) > 1  # the seed, not the name order, picks the voice
 
 
-def test_demo_needs_a_voice_left_to_train_on():
+def test_hold_out_needs_a_voice_left_to_train_on():
     with pytest.raises(ValueError, match="holds out 1 speaker.*only 1"):
-        assign(_clips(["alice"], 5), named("demo"), seed=0)
+        assign(_clips(["alice"], 5), held_out("demo"), seed=0)
 
 
 def test_unknown_speaker_is_divided_in_seen_protocols_and_refused_in_speaker_disjoint_ones():
