@@ -82,21 +82,21 @@ def held_out(name: str, n: int = 1) -> Protocol:
 
 def test_the_demo_sees_every_voice():
     voices = ["alice", "bob", "carol", "dave"]
-    clips = _clips(voices, 30)
+    clips = _clips(voices, 16)
     splits = _splits(clips, named("demo"), seed=3)
-    assert all(Counter(splits[u] for u, s in clips if s == v) == {"train": 24, "val": 3, "test": 3} for v in voices)
+    assert all(Counter(splits[u] for u, s in clips if s == v) == {"train": 12, "val": 2, "test": 2} for v in voices)
 
 
 def test_hold_out_moves_one_voice_whole_to_unseen():
     protocol = held_out("demo")
     voices = ["alice", "bob", "carol", "dave"]
-    clips = _clips(voices, 30)
+    clips = _clips(voices, 16)
     splits = _splits(clips, protocol, seed=3)
     by_voice = {v: Counter(splits[u] for u, s in clips if s == v) for v in voices}
     held = [v for v, c in by_voice.items() if "unseen" in c]
-    assert len(held) == 1 and by_voice[held[0]] == {"unseen": 30}
+    assert len(held) == 1 and by_voice[held[0]] == {"unseen": 16}
     for voice in set(voices) - set(held):
-        assert by_voice[voice] == {"train": 24, "val": 3, "test": 3}
+        assert by_voice[voice] == {"train": 12, "val": 2, "test": 2}
     assert _splits(list(reversed(clips)), protocol, seed=3) == splits
     held_by_seed = {seed: next(v for v in voices if _splits(clips, protocol, seed)[f"{v}_0000"] == "unseen") for seed in range(12)}
     assert len(set(held_by_seed.values())) > 1  # the seed, not the name order, picks the voice
