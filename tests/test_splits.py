@@ -76,8 +76,9 @@ def test_unseen_protocol_is_speaker_disjoint_and_covers_grid():
     assert "test" not in set(splits.values())
 
 
-def held_out(name: str, n: int = 1) -> Protocol:
-    return dataclasses.replace(named(name), hold_out=n)
+def held_out(name: str) -> Protocol:
+    """The named protocol with one seeded voice moved whole to `unseen`."""
+    return dataclasses.replace(named(name), hold_out=1)
 
 
 def test_the_demo_sees_every_voice():
