@@ -52,8 +52,9 @@ from pipeline.evaluation.metrics import (
     feature_metrics,
     reference_lengths,
     signal_metrics,
+    stoi,
 )
-from pipeline.evaluation.summary import ASRS, METRICS_FILE_KEYS, metrics_file, summarize
+from pipeline.evaluation.summary import ASRS, METRICS_FILE_KEYS, VIDEO_USE_METRICS, metrics_file, summarize
 from pipeline.executor import Executor, Failure
 from pipeline.inference.card import card_path
 from pipeline.inference.synthesis import PREDICTED
@@ -129,6 +130,7 @@ class Task:
     settings: Settings
     predicted: dict[str, np.ndarray] = field(default_factory=dict)  # streams the model predicted (by stream key) ...
     truth: dict[str, np.ndarray] = field(default_factory=dict)  # ... and their ground truth
+    deranged: np.ndarray | None = None  # the model's speech from another utterance's video (video-use check)
 
 
 @lru_cache(maxsize=2)
@@ -223,6 +225,7 @@ def score(task: Task) -> dict[str, Any]:
         row["issues"] = "; ".join(filter(None, [row["issues"], *result.metric_errors]))
         row["issue_kinds"] = sorted(set(row["issue_kinds"]) | {"metric_error"})
     row.update(scored=True, **result.metrics)
+    row.update(video_use_scores(task.ref, task.deranged, sr, s))
     # word counts only matter for WER: without an ASR, a corpus without transcripts still scores
     n_words, n_chars = reference_lengths(task.transcript) if s.asrs else (np.nan, np.nan)
     row.update(ref_words=n_words, ref_chars=n_chars)
@@ -231,6 +234,18 @@ def score(task: Task) -> dict[str, Any]:
         row.update({f"hyp_{name}": result.transcripts[name], f"word_errors_{name}": c["word_errors"],
                     f"char_errors_{name}": c["char_errors"], f"wer_{name}": 100.0 * c["word_errors"] / c["ref_words"]})
     return row
+
+
+def video_use_scores(ref: np.ndarray, deranged: np.ndarray | None, sample_rate: int, s: Settings) -> dict[str, float]:
+    """STOI and ESTOI of the speech made from another utterance's video, against this utterance's reference
+    (`*_deranged`; NaN when it fails the input checks). A model that uses the lips loses score there; one
+    that ignores them scores the same. Empty without such speech (references, models without video)."""
+    if deranged is None:
+        return {}
+    if blocks_scoring(check_pair(ref, sample_rate, deranged, sample_rate, s.checks)):
+        return {f"{m}_deranged": float("nan") for m in VIDEO_USE_METRICS}
+    hyp, _ = fit_length(np.asarray(deranged, dtype=np.float32), len(ref))
+    return {f"{m}_deranged": stoi(ref, hyp, sample_rate, extended=m == "estoi") for m in VIDEO_USE_METRICS}
 
 
 def _blank(row: dict[str, Any], s: Settings) -> dict[str, Any]:
@@ -306,12 +321,15 @@ def tasks(system: str, shards: dict[str, list[Path]], synth_dir: Path | None, se
             rel = path.relative_to(path.parents[1])
             hyps: dict[str, tuple[np.ndarray, int]] = {}
             predicted: dict[str, dict[str, np.ndarray]] = {}
+            deranged: dict[str, np.ndarray] = {}
             if synth_dir is not None:
                 synth = synth_dir / rel
                 if not synth.is_file():
                     raise FileNotFoundError(f"{synth} is missing: run the synthesis of {system} first")
                 for r in ShardReader(synth).iter_rows():
                     hyps[r["utt_id"]] = (np.array(unpack(r, "audio")), int(r["sample_rate"]))
+                    if r.get("deranged_audio") is not None:
+                        deranged[r["utt_id"]] = np.array(unpack(r, "deranged_audio"))
                     predicted[r["utt_id"]] = {c[len(PREDICTED):]: np.array(unpack(r, c)) for c in r
                                               if c.startswith(PREDICTED) and f"{c}_shape" in r}
             truth = _truth(catalog, rel, {k for p in predicted.values() for k in p})
@@ -324,7 +342,8 @@ def tasks(system: str, shards: dict[str, list[Path]], synth_dir: Path | None, se
                 # an utterance a feature stage failed on has no ground truth to score its predictions against
                 pred = pred if set(pred) <= set(known) else {}
                 yield Task(utt, r["speaker"], split, r["transcript"], np.array(unpack(r, "audio")), int(r["sample_rate"]),
-                           system, hyp, hyp_sr, mean, utt in keep, settings, pred, {k: known[k] for k in pred})
+                           system, hyp, hyp_sr, mean, utt in keep, settings, pred, {k: known[k] for k in pred},
+                           deranged.get(utt))
 
 
 def _truth(catalog: Catalog | None, rel: Path, keys: set[str]) -> dict[str, dict[str, np.ndarray]]:

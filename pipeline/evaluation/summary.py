@@ -21,6 +21,7 @@ MEANS = SIGNAL_METRICS + FEATURE_METRICS  # headline numbers that are means over
 # A metrics file (a DVC metric: one `dvc exp show` column per number) holds these per split, at most 12
 # with the two default ASRs: the PESQ conventions, STOI, ESTOI, WER per ASR, the sync offset and a
 # feature-predicting model's feature scores. Counts, MCD, CER, the aligned scores, versions and provenance go to the details file beside it.
+VIDEO_USE_METRICS = ("stoi", "estoi")  # also scored on speech from another utterance's video (`<metric>_deranged`)
 METRICS_FILE_KEYS = (*PESQ_METRICS, "stoi", "estoi", *(f"wer_{a}" for a in ASRS), "offset_ms", *FEATURE_METRICS)
 
 
@@ -64,6 +65,10 @@ def summarize_split(df: pd.DataFrame, asrs: Sequence[str] = ASRS) -> dict[str, A
     kinds = [k for ks in df["issue_kinds"] for k in ks]
     out: dict[str, Any] = {"n": int(len(df)), "n_scored": int(len(scored))}
     out.update({k: _round(v) for k, v in _values(scored, asrs).items()})
+    use = {k: video_use(df, k) for k in VIDEO_USE_METRICS}
+    if any(u is not None for u in use.values()):  # details only: not a headline number of the metrics file
+        out["video_use"] = {k: {"difference": _round(u[0]), "ci": [_round(u[1]), _round(u[2])], "n": u[3]}
+                            for k, u in use.items() if u is not None}
     out["unscored"] = {k: kinds.count(k) for k in ISSUE_KINDS if k not in FLAG_ONLY}
     out["flagged"] = {k: kinds.count(k) for k in ISSUE_KINDS if k in FLAG_ONLY}
     return out
@@ -105,6 +110,16 @@ def paired_difference(a: pd.DataFrame, b: pd.DataFrame, key: str, seed: int = 0)
     stats = _stat(nb[idx], db[idx], scale) - _stat(na[idx], da[idx], scale)
     lo, hi = np.nanpercentile(stats, [2.5, 97.5])
     return diff, float(lo), float(hi), int(both.sum())
+
+
+def video_use(df: pd.DataFrame, key: str = "estoi", seed: int = 0) -> tuple[float, float, float, int] | None:
+    """`key` of the speech from each utterance's own video minus that from another utterance's video, paired over
+    the scored utterances, with its 95% interval and count (`paired_difference`); None without such scores.
+    Not above zero: the model says as much from the wrong lips as from the right ones."""
+    other = f"{key}_deranged"
+    if other not in df or not df[other].notna().any():
+        return None
+    return paired_difference(df.assign(**{key: df[other]}), df, key, seed)
 
 
 def _round(v: float) -> float | None:

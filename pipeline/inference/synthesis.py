@@ -2,7 +2,10 @@
 
 Output shards mirror the roi shards' relative paths and row order (`utt_id`, packed float32
 `audio` of exactly n_frames * samples_per_frame samples, `sample_rate`, and `pred_<stream>` for
-each stream the model predicted on the way, e.g. LTS's units and prosody); `info.json` records
+each stream the model predicted on the way, e.g. LTS's units and prosody); in the shards of the
+evaluated splits also `deranged_audio`, the same model given another utterance's video
+(`deranged_from`: a seeded derangement within the shard, i.e. the same speaker and split, every other
+input the utterance's own), which tells evaluation whether the model uses the video at all; `info.json` records
 the model's and vocoder's sha256 and `card.json` is the model's card. The model's input
 streams (its card's `inputs`) are read joined by shard path. One shard is one executor task,
 so the same code runs in a local process pool or on a Dask cluster.
@@ -10,6 +13,7 @@ so the same code runs in a local process pool or on a Dask cluster.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -24,6 +28,7 @@ import torch
 from pipeline.atomic import atomic_dir
 from pipeline.config import Params, parse
 from pipeline.executor import Executor, ExecutorConfig, Failure
+from pipeline.features.stage import fit_frames
 from pipeline.inference.card import ModelCard, save_card
 from pipeline.inference.load import LoadedModel, load_model
 from pipeline.inference.vocoder import Vocoder, VocoderName, load_vocoder, resolve_device, vocoder_dir
@@ -50,6 +55,19 @@ class ShardJob:
     batch_size: int
     device: str
     inputs: tuple[str, ...] | None = None  # speak with only these of the card's inputs (modality robustness)
+    derange: bool = False  # also speak every utterance from another one's video (`deranged_audio`)
+
+
+def derangement(n: int, key: str) -> list[int] | None:
+    """A permutation of range(n) without fixed points, the same for every system: seeded by `key` (the
+    shard's path) alone. One random cycle, so no utterance keeps its own video. None when n < 2."""
+    if n < 2:
+        return None
+    order = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")).permutation(n)
+    out = [0] * n
+    for k in range(n):
+        out[int(order[k])] = int(order[(k + 1) % n])
+    return out
 
 
 def ablated(card: ModelCard, inputs: Sequence[str] | None) -> ModelCard:
@@ -88,7 +106,7 @@ def synthesize_shard(job: ShardJob) -> tuple[int, list[str]]:
     loaded, vocoder = _models(job.model_dir, job.vocoder_dir, job.device)
     card = ablated(loaded.card, job.inputs)
     streams = loaded.family.input_streams(card, Catalog(Layout(Path(job.root)), loaded.audio))
-    spf, sr = loaded.samples_per_frame, loaded.audio.sample_rate
+    sr = loaded.audio.sample_rate
     roi_root = Layout(Path(job.root)).roi / "shards"
     reader = ShardReader(roi_root / job.rel)
     per_utt = [s for s in streams if s.per_frame is None]
@@ -102,19 +120,7 @@ def synthesize_shard(job: ShardJob) -> tuple[int, list[str]]:
     sources = [reader.iter_rows(columns=["utt_id", "n_frames", *(s.column for s in timed[roi_root])])]
     sources += [ShardReader(root / job.rel).iter_rows(columns=["utt_id", *(s.column for s in group)])
                 for root, group in timed.items() if root != roi_root]
-    rows: list[dict[str, Any]] = []
-    pending: list[tuple[str, int, dict[str, np.ndarray]]] = []
-
-    def flush() -> None:
-        batch = _batch(streams, [it for _, _, it in pending])
-        wavs, predicted = loaded.family.speak_with_predictions(loaded.model, card, batch, vocoder)
-        for (utt, frames, _), wav, pred in zip(pending, wavs, predicted, strict=True):
-            if len(wav) != frames * spf:
-                raise ValueError(f"{utt}: synthesised {len(wav)} samples for {frames} frames")
-            columns = {k: v for key, a in sorted(pred.items()) for k, v in pack(PREDICTED + key, a).items()}
-            rows.append({"utt_id": utt, **pack("audio", wav), "sample_rate": sr, **columns})
-        pending.clear()
-
+    items: list[tuple[str, int, dict[str, np.ndarray]]] = []
     for index, parts in enumerate(zip(*sources)):
         utt, frames = parts[0]["utt_id"], int(parts[0]["n_frames"])
         item: dict[str, np.ndarray] = {}
@@ -125,23 +131,53 @@ def synthesize_shard(job: ShardJob) -> tuple[int, list[str]]:
         for s in per_utt:
             v = vectors[s.key][index]
             item[s.key] = v if v is not None else np.asarray(loaded.card.extra[FALLBACK[s.key]], dtype=np.float32)
-        # batch consecutive utterances of equal length (GRID clips are all 75 frames)
-        if pending and (len(pending) == job.batch_size or pending[0][1] != frames):
-            flush()
-        pending.append((utt, frames, item))
-    if pending:
-        flush()
+        items.append((utt, frames, item))
+    rows = [{"utt_id": utt, **pack("audio", wav), "sample_rate": sr,
+             **{k: v for key, a in sorted(pred.items()) for k, v in pack(PREDICTED + key, a).items()}}
+            for (utt, _, _), (wav, pred) in zip(items, _speak(loaded, card, streams, vocoder, items, job.batch_size))]
+    video = [s.key for s in streams if s.image]
+    order = derangement(len(items), job.rel) if job.derange and video else None
+    if order is not None:
+        # utterance i with utterance order[i]'s video, cut or padded (last frame held) to its own length
+        swapped = [(utt, frames, {**item, **{k: fit_frames(items[j][2][k], frames) for k in video}})
+                   for (utt, frames, item), j in zip(items, order)]
+        for row, j, (wav, _) in zip(rows, order, _speak(loaded, card, streams, vocoder, swapped, job.batch_size)):
+            row.update(pack("deranged_audio", wav), deranged_from=items[j][0])
     write_shard(job.out_shard, rows)
     return len(rows), fallback
 
 
+def _speak(loaded: LoadedModel, card: ModelCard, streams: Sequence[Stream], vocoder: Vocoder | None,
+           items: list[tuple[str, int, dict[str, np.ndarray]]], batch_size: int) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(audio, predicted streams) of each (utt_id, n_frames, inputs) item, in batches of consecutive equal-length
+    items (GRID clips are all 75 frames)."""
+    spf = loaded.samples_per_frame
+    out: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+    start = 0
+    while start < len(items):
+        end = start + 1
+        while end < len(items) and end - start < batch_size and items[end][1] == items[start][1]:
+            end += 1
+        pending = items[start:end]
+        wavs, predicted = loaded.family.speak_with_predictions(loaded.model, card, _batch(streams, [it for _, _, it in pending]),
+                                                               vocoder)
+        for (utt, frames, _), wav, pred in zip(pending, wavs, predicted, strict=True):
+            if len(wav) != frames * spf:
+                raise ValueError(f"{utt}: synthesised {len(wav)} samples for {frames} frames")
+            out.append((wav, pred))
+        start = end
+    return out
+
+
 def run_synthesis(model_dir: str | os.PathLike[str], vocoder_dir: str | os.PathLike[str] | None, layout: Layout,
                   out_dir: str | os.PathLike[str], executor: Executor, batch_size: int, device: str = "auto",
-                  splits: Sequence[str] = SPLITS, inputs: Sequence[str] | None = None) -> dict[str, Any]:
+                  splits: Sequence[str] = SPLITS, inputs: Sequence[str] | None = None,
+                  deranged: Sequence[str] = ()) -> dict[str, Any]:
     """Synthesise every roi shard of `splits` into `out_dir` (replaced whole, atomically); returns info.json.
 
     `inputs`: give the model only these of its input streams (e.g. an AV2A's video alone); the
-    copied card lists them, so evaluation and the report see what the system was given."""
+    copied card lists them, so evaluation and the report see what the system was given.
+    `deranged`: the splits whose shards also get `deranged_audio` (the evaluated ones)."""
     shards_root = layout.roi / "shards"
     rels = [p.relative_to(shards_root).as_posix() for s in splits for p in list_shards(shards_root / s)]
     if not rels:
@@ -150,7 +186,8 @@ def run_synthesis(model_dir: str | os.PathLike[str], vocoder_dir: str | os.PathL
     card = ablated(loaded.card, None if inputs is None else tuple(inputs))
     with atomic_dir(out_dir) as tmp:
         jobs = [ShardJob(str(model_dir), str(vocoder_dir) if vocoder_dir else None, str(layout.root), r,
-                         str(Path(tmp) / r), batch_size, device, None if inputs is None else card.inputs) for r in rels]
+                         str(Path(tmp) / r), batch_size, device, None if inputs is None else card.inputs,
+                         r.split("/")[0] in deranged) for r in rels]
         counts: dict[str, int] = {s: 0 for s in splits}
         fallback: list[str] = []
         for rel, result in zip(rels, executor.imap(synthesize_shard, jobs, desc="synthesize")):
@@ -163,7 +200,7 @@ def run_synthesis(model_dir: str | os.PathLike[str], vocoder_dir: str | os.PathL
             "family": loaded.card.family, "variant": loaded.card.name, "checkpoint_step": loaded.card.train.get("steps"),
             "vocoder": vocoder.name if vocoder else None, "vocoder_sha256": vocoder.sha256 if vocoder else None,
             "sample_rate": loaded.audio.sample_rate, "utterances": counts, "shards": len(rels),
-            "inputs": list(card.inputs),
+            "inputs": list(card.inputs), "deranged_splits": [s for s in splits if s in deranged],
             "mean_embedding_for": fallback,  # no conditioning from the speakers stage: spoken with the mean voice
         }  # no wall time: the same model and inputs give the same bytes, run after run
         (Path(tmp) / "info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -192,6 +229,7 @@ class SynthesizeConfig:
     model: str  # the model: models/<kind>/<model>/ (the system's own name, except for an input ablation)
     inputs: tuple[str, ...] | None  # only these of the model's inputs (None: all of them)
     splits: tuple[str, ...] = SPLITS
+    deranged: tuple[str, ...] = ()  # splits also spoken from other utterances' video (`evaluate.splits`)
 
 
 def synthesize_config(params: Params, kind: str, system: str, model: str | None = None,
@@ -201,7 +239,8 @@ def synthesize_config(params: Params, kind: str, system: str, model: str | None 
     section = {f.name: params.raw(f"synthesize.{f.name}") for f in fields(SynthesizeSettings)}
     return SynthesizeConfig(kind, system, parse(SynthesizeSettings, section, "synthesize"),
                             params.parse("executor", ExecutorConfig), model or system,
-                            None if inputs is None else tuple(inputs), tuple(splits))
+                            None if inputs is None else tuple(inputs), tuple(splits),
+                            tuple(params.raw("evaluate.splits")))
 
 
 def synthesize_system(cfg: SynthesizeConfig, layout: Layout) -> dict[str, Any]:
@@ -212,4 +251,4 @@ def synthesize_system(cfg: SynthesizeConfig, layout: Layout) -> dict[str, Any]:
     workers = 1 if on_gpu else s.workers or cfg.executor.workers or None
     executor = Executor(workers=workers, address=cfg.executor.address)
     return run_synthesis(layout.model(cfg.kind, cfg.model), vocoder_dir(s.vocoder, layout), layout, layout.synth(cfg.system),
-                         executor, s.batch_size, s.device, cfg.splits, cfg.inputs)
+                         executor, s.batch_size, s.device, cfg.splits, cfg.inputs, cfg.deranged)

@@ -31,7 +31,7 @@ from pipeline.audio.mel import MelConfig
 from pipeline.evaluation.asr_whisper import WhisperConfig
 from pipeline.evaluation.evaluate import REFERENCES
 from pipeline.evaluation.metrics import FEATURE_METRICS, PESQ_METRICS, SYNC_METRICS
-from pipeline.evaluation.summary import ASRS, bootstrap_ci, paired_difference, summarize
+from pipeline.evaluation.summary import ASRS, bootstrap_ci, paired_difference, summarize, video_use
 from pipeline.layout import Layout
 from pipeline.report import figures
 from pipeline.report.config import Question, ReportStageConfig
@@ -58,6 +58,8 @@ CEILING, BASELINE = "vocoder_ceiling", "mean_mel_baseline"
 # (issue 16's criterion): STOI alone rises for outputs that carry no words.
 BEATS_BASELINE_ON = ("stoi", "estoi")
 NOT_A_FINDING = f"neither system beats the video-blind baseline ({BASELINE}): not a finding"
+VIDEO_USE_LABEL = "ESTOI own video &minus; other video"
+IGNORES_VIDEO = "&#9888; not above zero: says as much from another utterance's lips"
 
 
 @dataclass
@@ -199,7 +201,9 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
     parts.append("<p class='note'>Means over scored utterances (WER/CER: total edits / total reference words or "
                  "characters, in %), with 95% bootstrap intervals over utterances in brackets. "
                  "<b>unscored</b> counts utterances an input check refused (see Input problems); they are "
-                 "not in the means. Grey rows are references computed by the same code.</p>")
+                 "not in the means. Grey rows are references computed by the same code. The last column asks "
+                 "whether a model uses the video at all: its ESTOI minus the ESTOI of its speech from another "
+                 "utterance's video (same speaker, split and every other input), paired over utterances.</p>")
     for split in splits:
         rows, classes = [], []
         for s in systems.values():
@@ -213,6 +217,7 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
             for k in keys:
                 ci = bootstrap_ci(part, k, seed) if k in summary else None
                 cells.append(_cell(summary.get(k), ci, _digits(k)))
+            cells.append(video_use_cell(part, seed))
             rows.append(cells)
             classes.append("ref" if s.reference else "")
         pub = published[(published["dataset"].str.lower() == corpus.lower())
@@ -225,7 +230,7 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
                      "", ""]
             for k in keys:
                 cells.append(_published_cell(p, k))
-            rows.append(cells)
+            rows.append([*cells, ""])
             classes.append("pub")
         if not rows:
             continue
@@ -241,8 +246,20 @@ def results_section(systems: dict[str, System], splits: Sequence[str], keys: Seq
             if other_talkers:
                 caption += (" &mdash; <span class='warn'>the papers measured all of the protocol's talkers of this "
                             "split, this run only some: their rows are not comparable</span>")
-        parts.append(table(["system", "n", "unscored", *[LABELS[k] for k in keys]], rows, classes, caption=caption))
+        parts.append(table(["system", "n", "unscored", *[LABELS[k] for k in keys], VIDEO_USE_LABEL], rows, classes,
+                           caption=caption))
     return "\n".join(parts)
+
+
+def video_use_cell(part: pd.DataFrame, seed: int) -> str:
+    """ESTOI from the utterance's own video minus from another utterance's (paired, 95% interval); marked when
+    the interval is not above zero. Empty for rows without that synthesis (references, audio-only inputs)."""
+    use = video_use(part, "estoi", seed)
+    if use is None:
+        return ""
+    diff, lo, hi, _ = use
+    cell = f"{_signed(diff, 3)} <span class='small'>[{lo:.3f}, {hi:.3f}]</span>"
+    return cell if lo > 0 else f"{cell}<br><span class='warn'>{IGNORES_VIDEO}</span>"
 
 
 def _published_cell(p: pd.Series, key: str) -> str:

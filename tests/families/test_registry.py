@@ -191,6 +191,13 @@ def test_a_toy_family_trains_and_speaks_through_the_generic_stage_code(toy, tmp_
         rows = pq.read_table(layout.synth("toy_v") / shard.relative_to(layout.roi / "shards")).to_pylist()
         assert [r["utt_id"] for r in rows] == ShardReader(shard).utt_ids
         assert all(unpack(r, "audio").shape == (8 * 640,) for r in rows)
+        # the evaluated split is also spoken from another utterance's video (the toy ignores the speaker, so
+        # utterance i from j's video is j's own speech); the training splits are not
+        assert ("deranged_audio" in rows[0]) == (shard.parent.name == "test"), shard
+    test_rows = pq.read_table(layout.synth("toy_v") / "test" / "s2-000.parquet").to_pylist()
+    assert [r["deranged_from"] for r in test_rows] == [r["utt_id"] for r in reversed(test_rows)]
+    assert all(np.array_equal(unpack(r, "deranged_audio"), unpack(o, "audio")) for r, o in zip(test_rows, test_rows[::-1]))
+    assert info["deranged_splits"] == ["test", "unseen"]
 
     # evaluation learns kind and family from the card the synthesis carries; no code names the toy
     tree = _tree(toy_v={"family": "toy"})
@@ -201,3 +208,9 @@ def test_a_toy_family_trains_and_speaks_through_the_generic_stage_code(toy, tmp_
     assert (metrics["kind"], metrics["family"]) == ("v2a", "toy")
     scores = pd.read_parquet(layout.eval("toy_v"))
     assert len(scores) == 2 and scores["stoi"].notna().all(), scores.T.to_string() and json.loads(layout.metrics("toy_v").read_text())
+    # the video-use check: each utterance scored again on the speech from the other one's video
+    assert scores["estoi_deranged"].notna().all() and scores["stoi_deranged"].notna().all()
+    use = json.loads(layout.metrics_details("toy_v").read_text())["test"]["video_use"]
+    assert set(use) == {"stoi", "estoi"} and use["estoi"]["n"] == 2
+    assert use["estoi"]["difference"] == pytest.approx((scores["estoi"] - scores["estoi_deranged"]).mean(), abs=1e-4)
+    assert "video_use" not in json.loads(layout.metrics("toy_v").read_text())["test"]  # not a DVC metric

@@ -17,8 +17,10 @@ from pipeline.config import ConfigError, Params, load_params
 from pipeline.evaluation.summary import paired_difference
 from pipeline.layout import Layout
 from pipeline.report.build import (
+    IGNORES_VIDEO,
     NOT_A_FINDING,
     PUBLISHED,
+    VIDEO_USE_LABEL,
     ReportInputs,
     System,
     describe,
@@ -307,6 +309,23 @@ def test_an_ablation_of_systems_that_do_not_beat_the_video_blind_baseline_is_no_
     assert "better" not in "".join(rows) and "worse" not in "".join(rows)
     found = re.findall(r"<tr>(<td class='l'>gl_clean &minus; blind.*?)</tr>", ablations)
     assert len(found) == 2 and not any(NOT_A_FINDING in r for r in found)
+
+
+def test_a_system_that_says_as_much_from_other_lips_is_marked_beside_its_row(eval_world, tmp_path):
+    layout = _copy_world(eval_world, tmp_path)
+    own = pd.read_parquet(layout.eval("gl_clean"))
+    # the same scores from another utterance's video: the lips changed nothing; 0.2 lower: they matter
+    own.assign(stoi_deranged=own["stoi"], estoi_deranged=own["estoi"]).to_parquet(layout.eval("blind"))
+    own.assign(stoi_deranged=own["stoi"] - 0.2, estoi_deranged=own["estoi"] - 0.2).to_parquet(layout.eval("lipreader"))
+    for name in ("blind", "lipreader"):
+        shutil.copy(layout.metrics("gl_clean"), layout.metrics(name))
+    text = _page(_configure(systems=[*VARIANTS, "blind", "lipreader"]), layout)
+    results = text[text.index("id='results'"):text.index("id='sync'")]
+    assert results.count(f">{VIDEO_USE_LABEL}</th>") == 2  # test and unseen
+    row = {n: re.findall(rf"<tr[^>]*><td class='l'>{n}</td>(.*?)</tr>", results) for n in ("blind", "lipreader", "gl_clean")}
+    assert len(row["blind"]) == 2 and all(IGNORES_VIDEO in r and "+0.000" in r for r in row["blind"])
+    assert len(row["lipreader"]) == 2 and all("+0.200" in r and IGNORES_VIDEO not in r for r in row["lipreader"])
+    assert len(row["gl_clean"]) == 2 and all(r.endswith("<td class=''></td>") for r in row["gl_clean"])  # nothing claimed
 
 
 def test_a_system_line_spells_out_nested_settings_as_dotted_keys():

@@ -1,0 +1,18 @@
+"""The derangement behind the video-use check: every utterance spoken from another one's video."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline.inference.synthesis import derangement
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 200])
+def test_a_derangement_moves_every_utterance_and_is_the_same_for_every_system(n):
+    order = derangement(n, "test/s1-000.parquet")
+    assert sorted(order) == list(range(n)) and all(j != i for i, j in enumerate(order))
+    assert order == derangement(n, "test/s1-000.parquet")  # seeded by the shard alone, never by the model
+
+
+def test_each_shard_gets_its_own_derangement_and_a_lone_utterance_none():
+    assert derangement(50, "test/s1-000.parquet") != derangement(50, "test/s2-000.parquet")
+    assert derangement(1, "test/s1-000.parquet") is None and derangement(0, "x") is None
