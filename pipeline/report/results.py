@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from pipeline.atomic import write_text
 from pipeline.config import apply_recipe, load_params
-from pipeline.evaluation.summary import bootstrap_ci, paired_difference, summarize
+from pipeline.evaluation.summary import bootstrap_ci, paired_difference, summarize, video_use
 from pipeline.inference.card import load_card
 from pipeline.layout import Layout
 from pipeline.report.build import (
@@ -80,7 +82,8 @@ def timing_section(run: Path) -> list[str]:
 
 def results_table(systems: dict[str, System], split: str, seed: int, capped: Sequence[str]) -> list[str]:
     """One row per system on `split`: means with 95% bootstrap intervals, and whether it beats the baseline."""
-    head = ["system", "n", *[LABELS[k] for k in KEYS], "beats video-blind baseline (STOI and ESTOI, paired)"]
+    head = ["system", "n", *[LABELS[k] for k in KEYS], "beats video-blind baseline (STOI and ESTOI, paired)",
+            "ESTOI own video - other video (paired)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, s in systems.items():
         part = s.scores[s.scores["split"] == split]
@@ -90,9 +93,18 @@ def results_table(systems: dict[str, System], split: str, seed: int, capped: Seq
         beats = "" if s.reference else ("yes" if beats_baseline(systems, name, split, seed) else "no")
         label = f"{name} (capped by its vocoder)" if name in capped else name
         cells = [f"*{label}*" if s.reference else label, str(summary["n_scored"]),
-                 *[_cell(part, k, summary.get(k), seed) for k in KEYS], beats]
+                 *[_cell(part, k, summary.get(k), seed) for k in KEYS], beats, _video_use(part, seed)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _video_use(part: pd.DataFrame, seed: int) -> str:
+    """The video-use difference of one system (empty without that synthesis), `no` when not above zero."""
+    use = video_use(part, "estoi", seed)
+    if use is None:
+        return ""
+    diff, lo, hi, _ = use
+    return f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]" + ("" if lo > 0 else " no: ignores the video")
 
 
 def questions_table(systems: dict[str, System], questions: Sequence[Question], split: str, seed: int) -> list[str]:

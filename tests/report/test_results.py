@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import yaml
 from eval_world import eval_world_fixture  # noqa: F401 - session fixture
 
@@ -34,3 +35,13 @@ def test_results_list_every_system_with_its_own_numbers(eval_world, tmp_path):
         assert f"{stoi:.3f} [" in rows[name], name
     assert "| roi | 1.0 min |" in text and "| **total** | **1.5 min** |" in text
     assert "make venv" in text and "v2s timed -- dvc exp run" in text
+    assert all(rows[name].endswith(" |  |") for name in systems)  # no synthesis from other videos: no claim
+
+
+def test_results_say_when_a_system_ignores_the_video(eval_world, tmp_path):
+    run = _run(eval_world, tmp_path / "run")
+    scores = pd.read_parquet(run / "data/eval/gl_clean.parquet")
+    scores.assign(estoi_deranged=scores["estoi"], stoi_deranged=scores["stoi"]).to_parquet(run / "data/eval/gl_clean.parquet")
+    text = write_results([run], "Title", tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| gl_clean |"))
+    assert row.endswith("| +0.000 [+0.000, +0.000] no: ignores the video |"), row
