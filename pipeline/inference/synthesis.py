@@ -28,7 +28,6 @@ import torch
 from pipeline.atomic import atomic_dir
 from pipeline.config import Params, parse
 from pipeline.executor import Executor, ExecutorConfig, Failure
-from pipeline.features.stage import fit_frames
 from pipeline.inference.card import ModelCard, save_card
 from pipeline.inference.load import LoadedModel, load_model
 from pipeline.inference.vocoder import Vocoder, VocoderName, load_vocoder, resolve_device, vocoder_dir
@@ -139,12 +138,17 @@ def synthesize_shard(job: ShardJob) -> tuple[int, list[str]]:
     order = derangement(len(items), job.rel) if job.derange and video else None
     if order is not None:
         # utterance i with utterance order[i]'s video, cut or padded (last frame held) to its own length
-        swapped = [(utt, frames, {**item, **{k: fit_frames(items[j][2][k], frames) for k in video}})
+        swapped = [(utt, frames, {**item, **{k: _frames(items[j][2][k], frames) for k in video}})
                    for (utt, frames, item), j in zip(items, order)]
         for row, j, (wav, _) in zip(rows, order, _speak(loaded, card, streams, vocoder, swapped, job.batch_size)):
             row.update(pack("deranged_audio", wav), deranged_from=items[j][0])
     write_shard(job.out_shard, rows)
     return len(rows), fallback
+
+
+def _frames(x: np.ndarray, n: int) -> np.ndarray:
+    """The first `n` frames of `x`, its last frame repeated where it is shorter."""
+    return x[np.minimum(np.arange(n), len(x) - 1)]
 
 
 def _speak(loaded: LoadedModel, card: ModelCard, streams: Sequence[Stream], vocoder: Vocoder | None,
